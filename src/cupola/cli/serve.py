@@ -1,0 +1,108 @@
+"""``cupola init`` and ``cupola serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from cupola.domain.agents import check_definition
+from cupola.domain.manifest import load_agent_file
+from cupola.settings import CONFIG_FILE, DEFAULT_CONFIG, Settings, load_settings
+from cupola.store import SqlStore
+
+
+def apply_files(settings: Settings, store: SqlStore, files: tuple[Path, ...]) -> list[str]:
+    """Apply agent files straight to the store (used before the server starts)."""
+    names = {d.name for d in settings.deployments}
+    lines = []
+    for path in files:
+        manifest = load_agent_file(path)
+        definition = check_definition(manifest.definition)
+        if definition["model"] not in names:
+            raise click.ClickException(
+                f"{path}: deployment {definition['model']!r} is not in the configuration"
+            )
+        version, created = asyncio.run(
+            store.create_agent_version(
+                settings.project, manifest.name, definition, manifest.description, manifest.metadata
+            )
+        )
+        state = "created" if created else "unchanged"
+        lines.append(f"agent {manifest.name} version {version.version} ({state})")
+    return lines
+
+
+def register(cli: click.Group) -> None:
+    @cli.command()
+    @click.option("--force", is_flag=True, help="Overwrite an existing cupola.yaml.")
+    def init(force: bool) -> None:
+        """Write a cupola.yaml in the current directory."""
+        path = Path.cwd() / CONFIG_FILE
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} exists (use --force to overwrite)")
+        path.write_text(DEFAULT_CONFIG)
+        click.echo(f"wrote {path}")
+
+    @cli.command()
+    @click.option("--config", "config", type=click.Path(path_type=Path), help="cupola.yaml to use.")
+    @click.option("--host", help="Address to bind (default from config: 127.0.0.1).")
+    @click.option("--port", type=int, help="Port (default from config: 8765).")
+    @click.option(
+        "--apply",
+        "apply",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="Agent file to apply before serving (repeatable).",
+    )
+    @click.option(
+        "--tls-cert", type=click.Path(exists=True), help="Serve HTTPS with this certificate."
+    )
+    @click.option("--tls-key", type=click.Path(exists=True), help="Private key for --tls-cert.")
+    @click.option("--log-level", default="info", show_default=True)
+    @click.option("--access-log/--no-access-log", default=False, show_default=True)
+    def serve(
+        config: Path | None,
+        host: str | None,
+        port: int | None,
+        apply: tuple[Path, ...],
+        tls_cert: str | None,
+        tls_key: str | None,
+        log_level: str,
+        access_log: bool,
+    ) -> None:
+        """Serve the Foundry and OpenAI APIs."""
+        import uvicorn
+
+        from cupola.server.app import build_services, create_app
+
+        settings = load_settings(config)
+        if host:
+            settings.server.host = host
+        if port is not None:
+            settings.server.port = port
+        if bool(tls_cert) != bool(tls_key):
+            raise click.ClickException("--tls-cert and --tls-key go together")
+        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        services = build_services(settings)
+        services.store.migrate()
+        for line in apply_files(settings, services.store, apply):
+            click.echo(line)
+        app = create_app(settings, services)
+        scheme = "https" if tls_cert else "http"
+        click.echo(
+            f"cupola serving project {settings.project!r} at "
+            f"{scheme}://{settings.server.host}:{settings.server.port}/api/projects/{settings.project}"
+        )
+        uvicorn.run(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            log_level=log_level,
+            access_log=access_log,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            timeout_graceful_shutdown=5,
+        )

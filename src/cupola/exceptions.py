@@ -1,0 +1,84 @@
+"""One rooted hierarchy of cupola errors, mapped to HTTP status codes in one place.
+
+Every error a user can cause is a :class:`UserError` (or a subclass) and becomes a 4xx
+response in the OpenAI error shape. Anything else reaching the HTTP layer is a bug.
+"""
+
+from __future__ import annotations
+
+
+class CupolaError(Exception):
+    """Root of every error cupola raises on purpose."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class UserError(CupolaError):
+    """Bad input: the request cannot be served as sent (HTTP 400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(UserError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+    status_code = 413
+
+
+class AuthenticationError(UserError):
+    """No valid API key was presented (HTTP 401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class NotFound(UserError):
+    """The named resource does not exist (HTTP 404)."""
+
+    status_code = 404
+
+
+class Conflict(UserError):
+    """The request conflicts with the current state of a resource (HTTP 409)."""
+
+    status_code = 409
+
+
+class ConfigError(CupolaError):
+    """cupola.yaml or the environment is invalid; raised at start-up, never per request."""
+
+    status_code = 500
+    error_type = "config_error"
+
+
+class ProviderError(CupolaError):
+    """A model provider failed (unreachable, bad upstream answer). Ends a response as failed."""
+
+    status_code = 502
+    error_type = "model_error"
+
+
+class MissingDependency(CupolaError):
+    """An optional dependency is not installed; the message names the pip command that fixes it."""
+
+    error_type = "server_error"
+
+    def __init__(self, package: str, extra: str):
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'cupola[{extra}]'",
+            code="missing_dependency",
+        )
+
+
+class ToolError(CupolaError):
+    """A tool could not be run; reported on the tool's item, not raised to the client."""
+
+    error_type = "tool_error"

@@ -1,0 +1,246 @@
+"""Everything checked before a response runs: a bad request fails here, with nothing stored."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from cupola.domain import AgentVersion
+from cupola.domain.records import Item
+from cupola.exceptions import NotFound, UserError
+from cupola.ids import new_id, now
+from cupola.models.base import Model, ModelRequest
+from cupola.models.registry import ModelRegistry
+from cupola.runtime.items import check_call_outputs, normalize_input, to_messages
+from cupola.runtime.request import CreateResponse
+from cupola.runtime.response import new_response
+from cupola.store import SqlStore
+from cupola.tools import function_specs, normalize_tools
+
+_FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated request, ready to run."""
+
+    project: str
+    body: dict[str, Any]
+    model: Model
+    model_request: ModelRequest
+    input_items: list[Item]
+    conversation_id: str | None
+    store: bool
+    stream: bool
+    background: bool
+
+
+def check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
+    if choice is None or choice == "auto" or choice == "none":
+        return choice
+    if choice == "required":
+        if not tools:
+            raise UserError("tool_choice 'required' needs at least one tool", param="tool_choice")
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        names = {t["name"] for t in tools}
+        if choice.get("name") not in names:
+            raise UserError(
+                f"tool_choice names function {choice.get('name')!r}, which is not among the tools",
+                param="tool_choice",
+            )
+        return {"type": "function", "name": choice["name"]}
+    raise UserError(
+        "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
+        param="tool_choice",
+    )
+
+
+def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``text.format`` to constrain the model with, or None for plain text."""
+    fmt = (text or {}).get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict):
+        raise UserError("text.format must be an object", param="text.format")
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        raise UserError(f"text.format.type {kind!r} is not supported", param="text.format.type")
+    name, schema = fmt.get("name"), fmt.get("schema")
+    if not isinstance(name, str) or not _FORMAT_NAME.match(name):
+        raise UserError(
+            "text.format.name must be 1-64 letters, digits, '_' or '-'", param="text.format.name"
+        )
+    if not isinstance(schema, dict):
+        raise UserError(
+            "text.format.schema must be a JSON Schema object", param="text.format.schema"
+        )
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise UserError(
+            f"text.format.schema is invalid: {exc.message}", param="text.format.schema"
+        ) from None
+    return {
+        "type": "json_schema",
+        "name": name,
+        "schema": schema,
+        "strict": bool(fmt.get("strict")),
+    }
+
+
+class Preparer:
+    """Resolves agent, deployment and history; validates everything the request names."""
+
+    def __init__(self, store: SqlStore, models: ModelRegistry, default_model: str | None) -> None:
+        self.store = store
+        self.models = models
+        self.default_model = default_model
+
+    async def _agent(self, project: str, req: CreateResponse) -> AgentVersion | None:
+        ref = req.agent_ref
+        if ref is None:
+            return None
+        return await self.store.get_agent_version(project, ref.name, ref.version_number())
+
+    def _model(self, agent: AgentVersion | None, req: CreateResponse) -> Model:
+        if agent is not None:
+            name = agent.definition.get("model")
+            if not isinstance(name, str) or self.models_missing(name):
+                raise UserError(
+                    f"agent {agent.name!r} version {agent.version} uses deployment {name!r}, "
+                    "which this server does not have",
+                    param="agent_reference",
+                    code="model_not_found",
+                )
+            return self.models.get(name)
+        name = req.model or self.default_model
+        if not name:
+            raise UserError("model is required (or an agent_reference)", param="model")
+        return self.models.get(name)
+
+    def models_missing(self, name: str) -> bool:
+        try:
+            self.models.config(name)
+        except NotFound:
+            return True
+        return False
+
+    async def prepare(self, project: str, req: CreateResponse) -> Prepared:
+        if req.conversation_id and req.previous_response_id:
+            raise UserError(
+                "conversation and previous_response_id cannot be used together",
+                param="conversation",
+            )
+        store = req.store is not False
+        background = bool(req.background)
+        if background and not store:
+            raise UserError("background responses must be stored (store=true)", param="background")
+        agent = await self._agent(project, req)
+        model = self._model(agent, req)
+        definition = agent.definition if agent is not None else {}
+
+        tools = normalize_tools(definition.get("tools"), "agent.tools")
+        agent_tool_names = {t["name"] for t in tools}
+        for tool in normalize_tools(req.tools):
+            if tool["name"] in agent_tool_names:
+                raise UserError(
+                    f"tool {tool['name']!r} is already defined by the agent", param="tools"
+                )
+            tools.append(tool)
+        tool_choice = check_tool_choice(
+            req.tool_choice if req.tool_choice is not None else definition.get("tool_choice"), tools
+        )
+        text = req.text if req.text is not None else definition.get("text")
+        response_format = check_text_format(text)
+        reasoning = req.reasoning if req.reasoning is not None else definition.get("reasoning")
+        temperature = (
+            req.temperature if req.temperature is not None else definition.get("temperature")
+        )
+        top_p = req.top_p if req.top_p is not None else definition.get("top_p")
+
+        input_items = normalize_input(req.input)
+        if not input_items and not req.previous_response_id and not req.conversation_id:
+            raise UserError("input is required", param="input")
+        history = await self.store.load_context(
+            project,
+            previous_response_id=req.previous_response_id,
+            conversation_id=req.conversation_id,
+        )
+        check_call_outputs(history, input_items)
+
+        instructions = [
+            text
+            for text in (definition.get("instructions"), req.instructions)
+            if isinstance(text, str) and text
+        ]
+        parallel = req.parallel_tool_calls is not False
+        model_request = ModelRequest(
+            messages=tuple(to_messages(instructions, [*history, *input_items])),
+            tools=function_specs(tools) if tool_choice != "none" else (),
+            tool_choice=tool_choice or "auto",
+            temperature=temperature,
+            top_p=top_p,
+            max_output_tokens=req.max_output_tokens,
+            response_format=response_format,
+            reasoning_effort=(reasoning or {}).get("effort"),
+            parallel_tool_calls=parallel,
+        )
+        body = new_response(
+            response_id=new_id("resp"),
+            created_at=now(),
+            model=model.name,
+            status="queued" if background else "in_progress",
+            instructions="\n\n".join(instructions) or None,
+            tools=tools,
+            tool_choice=tool_choice,
+            temperature=temperature,
+            top_p=top_p,
+            max_output_tokens=req.max_output_tokens,
+            text=text,
+            reasoning=reasoning,
+            previous_response_id=req.previous_response_id,
+            conversation_id=req.conversation_id,
+            metadata=req.metadata or {},
+            store=store,
+            background=background,
+            parallel_tool_calls=parallel,
+            extra=req.model_dump(
+                include={
+                    "truncation",
+                    "presence_penalty",
+                    "frequency_penalty",
+                    "top_logprobs",
+                    "max_tool_calls",
+                    "service_tier",
+                    "safety_identifier",
+                    "prompt_cache_key",
+                    "user",
+                }
+            ),
+        )
+        if agent is not None:
+            body["agent_reference"] = {
+                "type": "agent_reference",
+                "name": agent.name,
+                "version": str(agent.version),
+            }
+        return Prepared(
+            project=project,
+            body=body,
+            model=model,
+            model_request=model_request,
+            input_items=input_items,
+            conversation_id=req.conversation_id,
+            store=store,
+            stream=bool(req.stream),
+            background=background,
+        )

@@ -1,0 +1,107 @@
+"""The body of ``POST /responses``, validated liberally (as clients really send it)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from cupola.exceptions import UserError
+
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    """OpenAI's metadata limits: 16 keys, keys ≤ 64 characters, values ≤ 512."""
+    if value is None:
+        return None
+    if len(value) > 16:
+        raise ValueError("metadata holds at most 16 keys")
+    for key, val in value.items():
+        if len(key) > 64:
+            raise ValueError(f"metadata key {key[:20]!r}... is longer than 64 characters")
+        if len(val) > 512:
+            raise ValueError(f"metadata value of {key!r} is longer than 512 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(check_metadata)]
+"""A metadata map within OpenAI's limits."""
+
+
+class AgentReference(BaseModel):
+    """Which agent serves the request: ``{"type": "agent_reference", "name", "version"?}``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=64)
+    version: str | int | None = None
+    type: str | None = "agent_reference"
+
+    def version_number(self) -> int | None:
+        if self.version in (None, "", "latest"):
+            return None
+        try:
+            number = int(self.version)
+        except ValueError:
+            raise UserError(
+                f"agent_reference.version must be a version number, not {self.version!r}",
+                param="agent_reference.version",
+            ) from None
+        return number
+
+
+class ConversationRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+
+
+class CreateResponse(BaseModel):
+    """Every field of the Responses create body cupola reads; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    input: str | list[Any] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    agent_reference: AgentReference | None = None
+    agent: AgentReference | None = None
+    """The older name of ``agent_reference``."""
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    metadata: Metadata = None
+    stream: bool | None = None
+    store: bool | None = None
+    background: bool | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
+    include: list[str] | None = None
+
+    @property
+    def agent_ref(self) -> AgentReference | None:
+        return self.agent_reference or self.agent
+
+    @property
+    def conversation_id(self) -> str | None:
+        if isinstance(self.conversation, ConversationRef):
+            return self.conversation.id
+        return self.conversation
+
+
+def valid_function_name(name: Any) -> bool:
+    return isinstance(name, str) and _FUNCTION_NAME.match(name) is not None

@@ -1,0 +1,102 @@
+"""The response object in the shape the Open Responses spec requires (every key present)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cupola.models.base import Usage
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+def reasoning_object(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    return {"effort": raw.get("effort"), "summary": raw.get("summary")}
+
+
+def text_object(raw: dict[str, Any] | None) -> dict[str, Any]:
+    fmt = (raw or {}).get("format") or {"type": "text"}
+    if fmt.get("type") == "json_schema":
+        fmt = {
+            "type": "json_schema",
+            "name": fmt.get("name", "response"),
+            "description": fmt.get("description"),
+            "schema": fmt.get("schema"),
+            "strict": bool(fmt.get("strict", False)),
+        }
+    out: dict[str, Any] = {"format": fmt}
+    if raw and raw.get("verbosity"):
+        out["verbosity"] = raw["verbosity"]
+    return out
+
+
+def new_response(
+    *,
+    response_id: str,
+    created_at: int,
+    model: str,
+    status: str,
+    instructions: str | None,
+    tools: list[dict[str, Any]],
+    tool_choice: Any,
+    temperature: float | None,
+    top_p: float | None,
+    max_output_tokens: int | None,
+    text: dict[str, Any] | None,
+    reasoning: dict[str, Any] | None,
+    previous_response_id: str | None,
+    conversation_id: str | None,
+    metadata: dict[str, str],
+    store: bool,
+    background: bool,
+    parallel_tool_calls: bool,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """A response with no output yet. ``extra`` carries the optional request echoes."""
+    body: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "completed_at": None,
+        "status": status,
+        "incomplete_details": None,
+        "model": model,
+        "previous_response_id": previous_response_id,
+        "instructions": instructions,
+        "output": [],
+        "error": None,
+        "tools": tools,
+        "tool_choice": tool_choice if tool_choice is not None else "auto",
+        "truncation": extra.get("truncation") or "disabled",
+        "parallel_tool_calls": parallel_tool_calls,
+        "text": text_object(text),
+        "top_p": top_p if top_p is not None else 1.0,
+        "presence_penalty": extra.get("presence_penalty") or 0.0,
+        "frequency_penalty": extra.get("frequency_penalty") or 0.0,
+        "top_logprobs": extra.get("top_logprobs") or 0,
+        "temperature": temperature if temperature is not None else 1.0,
+        "reasoning": reasoning_object(reasoning),
+        "usage": None,
+        "max_output_tokens": max_output_tokens,
+        "max_tool_calls": extra.get("max_tool_calls"),
+        "store": store,
+        "background": background,
+        "service_tier": extra.get("service_tier") or "default",
+        "metadata": metadata,
+        "safety_identifier": extra.get("safety_identifier"),
+        "prompt_cache_key": extra.get("prompt_cache_key"),
+    }
+    if conversation_id:
+        body["conversation"] = {"id": conversation_id}
+    if extra.get("user"):
+        body["user"] = extra["user"]
+    return body

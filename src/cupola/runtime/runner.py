@@ -1,0 +1,180 @@
+"""The agent loop: history and instructions go to the model, its reply becomes items.
+
+Function tools are run by the client: a response that calls them ends with its
+``function_call`` items, and the next request brings the ``function_call_output``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cupola.exceptions import CupolaError, NotFound, ProviderError, UserError
+from cupola.ids import now
+from cupola.models.base import Finish, TextDelta
+from cupola.models.registry import ModelRegistry
+from cupola.runtime.events import Event, EventLog, OutputAssembler
+from cupola.runtime.prepare import Prepared, Preparer
+from cupola.runtime.request import CreateResponse
+from cupola.runtime.response import usage_object
+from cupola.store import SqlStore
+
+log = logging.getLogger("cupola.runtime")
+TERMINAL = ("completed", "failed", "incomplete", "cancelled")
+
+
+def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "output": list(body["output"])}
+
+
+class Runner:
+    """Creates, runs, persists and cancels responses."""
+
+    def __init__(self, store: SqlStore, models: ModelRegistry, default_model: str | None) -> None:
+        self.store = store
+        self.preparer = Preparer(store, models, default_model)
+        self._background: dict[str, asyncio.Task[None]] = {}
+
+    async def prepare(self, project: str, req: CreateResponse) -> Prepared:
+        return await self.preparer.prepare(project, req)
+
+    async def create(self, project: str, req: CreateResponse) -> dict[str, Any]:
+        """Run a non-streaming request to its end (or start it, when ``background``)."""
+        prepared = await self.prepare(project, req)
+        if prepared.background:
+            return await self.start_background(prepared)
+        async for _ in self.run(prepared):
+            pass
+        return prepared.body
+
+    async def start_background(self, prepared: Prepared) -> dict[str, Any]:
+        await self.store.save_response(prepared.project, prepared.body, prepared.input_items)
+        queued = _snapshot(prepared.body)
+
+        async def work() -> None:
+            try:
+                async for _ in self.run(prepared):
+                    pass
+            finally:
+                self._background.pop(prepared.body["id"], None)
+
+        self._background[prepared.body["id"]] = asyncio.create_task(work())
+        return queued
+
+    async def cancel(self, project: str, response_id: str) -> dict[str, Any]:
+        stored = await self.store.get_response(project, response_id)
+        body = stored.body
+        if not body.get("background"):
+            raise UserError("only background responses can be cancelled", param="response_id")
+        if body["status"] in TERMINAL:
+            return body
+        task = self._background.pop(response_id, None)
+        if task is not None:
+            task.cancel()
+        body = {**body, "status": "cancelled", "completed_at": None}
+        await self.store.save_response(project, body, stored.input_items)
+        return body
+
+    async def aclose(self) -> None:
+        tasks = list(self._background.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run(self, p: Prepared) -> AsyncIterator[Event]:
+        """Run the model; yield SSE events when streaming; persist the outcome."""
+        body, events = p.body, EventLog(p.stream)
+        started = time.perf_counter()
+        body["status"] = "queued" if p.background else "in_progress"
+        events.emit("response.created", response=_snapshot(body))
+        body["status"] = "in_progress"
+        events.emit("response.in_progress", response=_snapshot(body))
+        for event in events.drain():
+            yield event
+
+        output = OutputAssembler(events)
+        clock: list[float] = []
+        try:
+            async for event in self._drive(p, output, clock):
+                yield event
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a model failure ends the response, never the server
+            if not isinstance(exc, CupolaError):
+                log.exception("model %s failed", p.model.name)
+            events.drain()
+            self._fail(body, exc)
+        model_done = time.perf_counter()
+        body["completed_at"] = now() if body["status"] == "completed" else None
+        body["timings"] = {
+            "time_to_first_token_ms": round(((clock or [model_done])[0] - started) * 1000, 3),
+            "model_ms": round((model_done - started) * 1000, 3),
+        }
+        try:
+            await self._persist(p)
+        except NotFound as exc:  # e.g. the conversation was deleted while the model ran
+            if not p.stream:
+                raise
+            self._fail(body, exc)
+        for event in events.drain():
+            yield event
+        terminal = {"completed": "response.completed", "incomplete": "response.incomplete"}
+        events.emit(terminal.get(body["status"], "response.failed"), response=_snapshot(body))
+        for event in events.drain():
+            yield event
+
+    @staticmethod
+    async def _drive(
+        p: Prepared, output: OutputAssembler, clock: list[float]
+    ) -> AsyncIterator[Event]:
+        """Feed model events to ``output``; record the first token's time in ``clock``."""
+        finish: Finish | None = None
+        async for step in p.model.stream(p.model_request):
+            if isinstance(step, Finish):
+                finish = step
+            else:
+                if not clock:
+                    clock.append(time.perf_counter())
+                if isinstance(step, TextDelta):
+                    output.text(step)
+                else:
+                    output.tool_call(step)
+            for event in output.log.drain():
+                yield event
+        if finish is None:
+            raise ProviderError(f"model {p.model.name!r} ended its reply without finishing")
+        status = "incomplete" if finish.reason == "length" else "completed"
+        p.body["output"] = output.finish(status)
+        p.body["status"] = status
+        if status == "incomplete":
+            p.body["incomplete_details"] = {"reason": "max_output_tokens"}
+        p.body["usage"] = usage_object(finish.usage)
+
+    @staticmethod
+    def _fail(body: dict[str, Any], exc: Exception) -> None:
+        body["status"] = "failed"
+        body["output"] = []
+        body["usage"] = None
+        code = "model_error" if isinstance(exc, ProviderError) else "server_error"
+        if isinstance(exc, CupolaError) and exc.code:
+            code = exc.code
+        message = exc.message if isinstance(exc, CupolaError) else "the model failed unexpectedly"
+        body["error"] = {"code": code, "message": message}
+
+    async def _persist(self, p: Prepared) -> None:
+        body = p.body
+        succeeded = body["status"] in ("completed", "incomplete")
+        append = [*p.input_items, *body["output"]] if p.conversation_id and succeeded else None
+        if p.store:
+            if p.background and body["status"] != "cancelled":
+                current = await self.store.get_response(p.project, body["id"])
+                if current.body["status"] == "cancelled":
+                    return
+            await self.store.save_response(
+                p.project, body, p.input_items, append_to_conversation=append
+            )
+        elif append:
+            await self.store.add_conversation_items(p.project, body["conversation"]["id"], append)

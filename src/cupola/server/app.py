@@ -1,0 +1,78 @@
+"""``create_app(settings)``: the ASGI application."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from cupola.models.registry import ModelRegistry
+from cupola.runtime.runner import Runner
+from cupola.server.errors import EXCEPTION_HANDLERS
+from cupola.server.middleware import RequestContext
+from cupola.server.routes import agents, conversations, deployments, meta, responses
+from cupola.server.services import Services
+from cupola.settings import Settings
+from cupola.store import SqlStore
+
+log = logging.getLogger("cupola.server")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def keys_required(settings: Settings) -> bool:
+    mode = settings.auth.required
+    if mode == "auto":
+        return not is_loopback(settings.server.host)
+    return mode == "always"
+
+
+def build_services(
+    settings: Settings, store: SqlStore | None = None, models: ModelRegistry | None = None
+) -> Services:
+    store = store or SqlStore(settings.resolved_database_url)
+    models = models or ModelRegistry(settings)
+    return Services(settings, store, models, Runner(store, models, settings.default_model))
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Any:
+    """The cupola ASGI app. The store is migrated when the app starts."""
+    s = services or build_services(settings)
+    openai_routes = [*responses.routes(s), *conversations.routes(s)]
+    project_routes: list[BaseRoute] = [
+        Mount("/openai/v1", routes=openai_routes),
+        *agents.routes(s),
+        *deployments.routes(s),
+    ]
+    routes: list[BaseRoute] = [
+        Mount("/api/projects/{project}", routes=project_routes),
+        Mount("/v1", routes=openai_routes),
+    ]
+    routes = [*meta.routes(routes), *routes]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await s.store.open()
+        try:
+            yield
+        finally:
+            await s.runner.aclose()
+            await s.models.aclose()
+            await s.store.close()
+
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.max_body_bytes = settings.server.max_body_bytes
+    app.state.services = s
+    return RequestContext(app, require_key=keys_required(settings), check_key=s.store.verify_key)

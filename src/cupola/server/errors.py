@@ -1,0 +1,79 @@
+"""Every error leaves the server in the OpenAI error shape, with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cupola.exceptions import CupolaError
+
+log = logging.getLogger("cupola.server")
+
+_HTTP_CODES = {
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "payload_too_large"),
+}
+
+
+def error_body(message: str, error_type: str, param: str | None, code: str | None) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )
+
+
+def error_response(
+    status: int, message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> Response:
+    headers = {"x-should-retry": "false"} if 400 <= status < 500 and status != 429 else None
+    return Response(
+        error_body(message, error_type, param, code or error_type),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    first: Any = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    message = first.get("msg", "invalid value")
+    return (f"{loc}: {message}" if loc else message), (loc or None)
+
+
+async def handle_cupola_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CupolaError)
+    if exc.status_code >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return error_response(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    message, param = validation_message(exc)
+    return error_response(400, message, "invalid_request_error", param, "invalid_value")
+
+
+async def handle_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error_type, code = _HTTP_CODES.get(exc.status_code, ("invalid_request_error", "bad_request"))
+    return error_response(exc.status_code, str(exc.detail), error_type, None, code)
+
+
+async def handle_unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal server error", "server_error", None, "server_error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    CupolaError: handle_cupola_error,
+    ValidationError: handle_validation_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,92 @@
+"""Small helpers every route uses: JSON in and out, query parameters, list envelopes."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cupola.exceptions import PayloadTooLarge, UserError
+from cupola.server.errors import validation_message
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, refusing bodies over the configured size with 413."""
+    limit: int = request.app.state.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise UserError("the request body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, param = validation_message(exc)
+        raise UserError(message, param=param, code="invalid_value") from None
+
+
+def query_int(request: Request, name: str, default: int, low: int = 1, high: int = 100) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"{name} must be an integer", param=name) from None
+    if not low <= value <= high:
+        raise UserError(f"{name} must be between {low} and {high}", param=name)
+    return value
+
+
+def query_order(request: Request, default: str = "desc") -> str:
+    order = request.query_params.get("order") or default
+    if order not in ("asc", "desc"):
+        raise UserError("order must be 'asc' or 'desc'", param="order")
+    return order
+
+
+def list_envelope(
+    data: list[dict[str, Any]], has_more: bool, *, null_last_when_done: bool = False
+) -> dict[str, Any]:
+    """The OpenAI list shape. ``null_last_when_done`` suits clients that page until last_id
+    is null (azure-ai-projects) rather than reading has_more."""
+    last = data[-1]["id"] if data else None
+    if null_last_when_done and not has_more:
+        last = None
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": last,
+        "has_more": has_more,
+    }

@@ -1,0 +1,113 @@
+"""Foundry's agents REST, as azure-ai-projects calls it (``?api-version=v1``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cupola.domain.agents import agent_object, check_agent_name, check_definition, version_object
+from cupola.exceptions import UserError
+from cupola.runtime.request import Metadata
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.services import Services
+
+
+class CreateAgentVersion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    definition: dict[str, Any]
+    description: str | None = Field(default=None, max_length=512)
+    metadata: Metadata = None
+
+
+def _version_number(raw: str) -> int:
+    if not raw.isdigit():
+        raise UserError(f"agent version must be a number, not {raw!r}", param="agent_version")
+    return int(raw)
+
+
+def _cursor_version(raw: str | None) -> int | None:
+    """A version cursor: the version id (``name:3``) or number."""
+    if not raw:
+        return None
+    return _version_number(raw.rsplit(":", 1)[-1])
+
+
+def routes(s: Services) -> list[Route]:
+    async def create_version(request: Request) -> Response:
+        project = s.project(request)
+        name = check_agent_name(request.path_params["agent_name"])
+        body = await parse_body(request, CreateAgentVersion)
+        definition = check_definition(body.definition)
+        s.models.config(definition["model"])  # the deployment must exist
+        version, _created = await s.store.create_agent_version(
+            project, name, definition, body.description, body.metadata or {}
+        )
+        return JSONResponse(version_object(version))
+
+    async def get_agent(request: Request) -> Response:
+        latest = await s.store.get_agent_version(
+            s.project(request), request.path_params["agent_name"]
+        )
+        return JSONResponse(agent_object(latest))
+
+    async def list_agents(request: Request) -> Response:
+        kind = request.query_params.get("kind")
+        if kind and kind != "prompt":
+            return JSONResponse(list_envelope([], False, null_last_when_done=True))
+        page = await s.store.list_agents(
+            s.project(request),
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=request.query_params.get("after") or None,
+            before=request.query_params.get("before") or None,
+        )
+        data = [agent_object(v) for v in page.data]
+        return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
+
+    async def list_versions(request: Request) -> Response:
+        page = await s.store.list_agent_versions(
+            s.project(request),
+            request.path_params["agent_name"],
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=_cursor_version(request.query_params.get("after")),
+            before=_cursor_version(request.query_params.get("before")),
+        )
+        data = [version_object(v) for v in page.data]
+        return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
+
+    async def get_version(request: Request) -> Response:
+        version = await s.store.get_agent_version(
+            s.project(request),
+            request.path_params["agent_name"],
+            _version_number(request.path_params["agent_version"]),
+        )
+        return JSONResponse(version_object(version))
+
+    async def delete_version(request: Request) -> Response:
+        name = request.path_params["agent_name"]
+        raw = request.path_params["agent_version"]
+        await s.store.delete_agent_version(s.project(request), name, _version_number(raw))
+        return JSONResponse(
+            {"object": "agent.version.deleted", "name": name, "version": raw, "deleted": True}
+        )
+
+    async def delete_agent(request: Request) -> Response:
+        name = request.path_params["agent_name"]
+        await s.store.delete_agent(s.project(request), name)
+        return JSONResponse({"object": "agent.deleted", "name": name, "deleted": True})
+
+    one = "/agents/{agent_name}"
+    return [
+        Route("/agents", list_agents, methods=["GET"]),
+        Route(one, get_agent, methods=["GET"]),
+        Route(one, delete_agent, methods=["DELETE"]),
+        Route(one + "/versions", create_version, methods=["POST"]),
+        Route(one + "/versions", list_versions, methods=["GET"]),
+        Route(one + "/versions/{agent_version}", get_version, methods=["GET"]),
+        Route(one + "/versions/{agent_version}", delete_version, methods=["DELETE"]),
+    ]

@@ -1,0 +1,74 @@
+"""``/responses``: create (JSON or SSE), retrieve, delete, cancel, input_items."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from cupola.exceptions import NotFound
+from cupola.runtime.events import Event
+from cupola.runtime.request import CreateResponse
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.services import Services
+
+
+def sse(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in events:
+            yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+    return frames()
+
+
+def routes(s: Services) -> list[Route]:
+    async def create(request: Request) -> Response:
+        project = s.project(request)
+        req = await parse_body(request, CreateResponse)
+        if not req.stream:
+            return JSONResponse(await s.runner.create(project, req))
+        prepared = await s.runner.prepare(project, req)
+        if prepared.background:
+            await s.store.save_response(project, prepared.body, prepared.input_items)
+        return StreamingResponse(
+            sse(s.runner.run(prepared)),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def retrieve(request: Request) -> Response:
+        stored = await s.store.get_response(s.project(request), request.path_params["response_id"])
+        return JSONResponse(stored.body)
+
+    async def delete(request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        await s.store.delete_response(s.project(request), response_id)
+        return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+
+    async def cancel(request: Request) -> Response:
+        body = await s.runner.cancel(s.project(request), request.path_params["response_id"])
+        return JSONResponse(body)
+
+    async def input_items(request: Request) -> Response:
+        stored = await s.store.get_response(s.project(request), request.path_params["response_id"])
+        limit = query_int(request, "limit", 20)
+        order = query_order(request)
+        items = stored.input_items if order == "asc" else stored.input_items[::-1]
+        after = request.query_params.get("after")
+        if after:
+            ids = [item["id"] for item in items]
+            if after not in ids:
+                raise NotFound(f"item {after!r} not found in the response's input", param="after")
+            items = items[ids.index(after) + 1 :]
+        return JSONResponse(list_envelope(items[:limit], len(items) > limit))
+
+    return [
+        Route("/responses", create, methods=["POST"]),
+        Route("/responses/{response_id}", retrieve, methods=["GET"]),
+        Route("/responses/{response_id}", delete, methods=["DELETE"]),
+        Route("/responses/{response_id}/cancel", cancel, methods=["POST"]),
+        Route("/responses/{response_id}/input_items", input_items, methods=["GET"]),
+    ]

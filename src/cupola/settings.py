@@ -1,0 +1,251 @@
+"""Typed settings: ``cupola.yaml`` plus ``CUPOLA_*`` environment overrides.
+
+This is the only module that reads the environment. ``${VAR}`` (or ``${VAR:-default}``) in
+any string of cupola.yaml expands from the environment when the file is loaded; then
+``CUPOLA_<FIELD>`` overrides a top-level field and ``CUPOLA_<SECTION>__<FIELD>`` a nested one
+(``CUPOLA_DATABASE_URL``, ``CUPOLA_SERVER__PORT``, ``CUPOLA_AUTH__REQUIRED``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from cupola.exceptions import ConfigError
+
+CONFIG_FILE = "cupola.yaml"
+ENV_PREFIX = "CUPOLA_"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScriptStep(_Section):
+    """One canned reply of a scripted deployment, chosen when ``match`` fits the last input."""
+
+    match: str | None = None
+    """A regular expression searched in the last input message (user text or tool output);
+    None matches anything."""
+    reply: str | None = None
+    """The assistant's text."""
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    """Calls to make instead of (or before) replying: ``{"name": ..., "arguments": {...}}``."""
+
+
+class DeploymentConfig(_Section):
+    """A named model deployment: which provider serves it and how to reach it."""
+
+    name: str
+    """The name agents and requests use (``model: local-small``)."""
+    provider: Literal["embedded", "scripted", "openai"]
+    """``embedded`` (local llama.cpp), ``scripted`` (deterministic), ``openai`` (any
+    OpenAI-compatible Chat Completions server: OpenAI, vLLM, Ollama, llama.cpp server)."""
+    model: str | None = None
+    """The upstream model name (openai) or the GGUF file path (embedded, optional)."""
+    base_url: str | None = None
+    """The upstream API root, e.g. ``https://api.openai.com/v1`` (openai)."""
+    api_key: SecretStr | None = None
+    """The upstream key; write ``${OPENAI_API_KEY}`` rather than a literal."""
+    timeout: float = 120.0
+    """Seconds to wait for an upstream reply (openai)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers sent upstream (openai)."""
+    mode: Literal["echo", "script"] = "echo"
+    """scripted: ``echo`` renders the input it received; ``script`` plays ``script``."""
+    script: list[ScriptStep] = Field(default_factory=list)
+    """scripted: canned replies, the first whose ``match`` fits is used."""
+    context_size: int = 4096
+    """embedded: the context window in tokens."""
+    threads: int | None = None
+    """embedded: CPU threads (default: all cores)."""
+    max_output_tokens: int = 512
+    """embedded: the cap on generated tokens when a request sets none."""
+    publisher: str | None = None
+    """Shown as ``modelPublisher`` by the deployments API."""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a deployment name is 1-63 letters, digits, '_', '.' or '-'")
+        return value
+
+
+class ServerSettings(_Section):
+    """Where and how the HTTP server listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Requests with a larger body are refused with 413."""
+
+
+class AuthSettings(_Section):
+    """API-key authentication."""
+
+    required: Literal["auto", "always", "never"] = "auto"
+    """``auto``: keys are required unless the server is bound to a loopback address."""
+
+
+def _default_deployments() -> list[DeploymentConfig]:
+    return [
+        DeploymentConfig(name="local-small", provider="embedded"),
+        DeploymentConfig(name="echo", provider="scripted", mode="echo"),
+    ]
+
+
+class Settings(_Section):
+    """Everything cupola.yaml declares."""
+
+    project: str = "default"
+    """The project served at ``/api/projects/{project}`` and aliased at ``/v1``."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/cupola.db``. PostgreSQL:
+    ``postgresql+psycopg://user@host/db``."""
+    data_dir: Path = Path(".cupola")
+    """Where the SQLite database and other local state live (relative to cupola.yaml)."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    deployments: list[DeploymentConfig] = Field(default_factory=_default_deployments)
+    default_deployment: str | None = None
+    """The deployment a request without ``model`` uses; default the first one listed."""
+
+    @field_validator("project")
+    @classmethod
+    def _valid_project(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a project name is 1-63 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique(cls, value: list[DeploymentConfig]) -> list[DeploymentConfig]:
+        seen: set[str] = set()
+        for dep in value:
+            if dep.name in seen:
+                raise ValueError(f"deployment {dep.name!r} is declared twice")
+            seen.add(dep.name)
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'cupola.db'}"
+
+    def deployment(self, name: str) -> DeploymentConfig | None:
+        for dep in self.deployments:
+            if dep.name == name:
+                return dep
+        return None
+
+    @property
+    def default_model(self) -> str | None:
+        if self.default_deployment:
+            return self.default_deployment
+        return self.deployments[0].name if self.deployments else None
+
+
+def _expand(value: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"cupola.yaml refers to ${{{name}}}, which is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, env) for k, v in value.items()}
+    return value
+
+
+def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == "CUPOLA_CONFIG":
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Settings.model_fields or path[0] == "deployments":
+            continue
+        target = data
+        for part in path[:-1]:
+            nested = target.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"{key} overrides {part!r}, which is not a section")
+            target = nested
+        target[path[-1]] = raw
+
+
+def find_config(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The config file: ``$CUPOLA_CONFIG``, else ``cupola.yaml`` in the working directory."""
+    env = os.environ if env is None else env
+    if env.get("CUPOLA_CONFIG"):
+        return Path(env["CUPOLA_CONFIG"])
+    candidate = (start or Path.cwd()) / CONFIG_FILE
+    return candidate if candidate.exists() else None
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read cupola.yaml (if any), expand ``${VAR}``, apply ``CUPOLA_*`` overrides, validate."""
+    env = dict(os.environ) if env is None else dict(env)
+    path = path or find_config(env=env)
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping at the top level")
+        data = _expand(loaded, env)
+        base = path.resolve().parent
+    _apply_env_overrides(data, env)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        where = path or "the environment"
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']}") from None
+    if not settings.data_dir.is_absolute():
+        settings.data_dir = base / settings.data_dir
+    return settings
+
+
+DEFAULT_CONFIG = """\
+# cupola configuration. ${VAR} expands from the environment; CUPOLA_* variables override
+# fields (CUPOLA_DATABASE_URL, CUPOLA_SERVER__PORT, ...). See docs/configuration.md.
+project: default
+# database_url: postgresql+psycopg://postgres@127.0.0.1:5432/cupola
+server:
+  host: 127.0.0.1
+  port: 8765
+deployments:
+  - name: local-small        # the embedded default
+    provider: embedded
+  - name: echo               # deterministic, for tests and demos
+    provider: scripted
+    mode: echo
+  # - name: gpt-4o
+  #   provider: openai
+  #   model: gpt-4o
+  #   base_url: https://api.openai.com/v1
+  #   api_key: ${OPENAI_API_KEY}
+"""

@@ -1,0 +1,5 @@
+"""Persistence: SQLAlchemy Core over SQLite (default) or PostgreSQL, Alembic migrations."""
+
+from cupola.store.sql import SqlStore
+
+__all__ = ["SqlStore"]

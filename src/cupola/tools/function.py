@@ -1,0 +1,85 @@
+"""Function tools: validated once, echoed in the shape the Responses API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from cupola.exceptions import UserError
+from cupola.models.base import FunctionSpec
+from cupola.runtime.request import valid_function_name
+
+
+def _function_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    name = raw.get("name")
+    if not valid_function_name(name):
+        raise UserError(
+            f"{where}.name must be 1-64 letters, digits, '_' or '-'", param=f"{where}.name"
+        )
+    params = raw.get("parameters")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise UserError(f"{where}.parameters must be a JSON Schema object", param=where)
+        if params.get("type", "object") != "object":
+            raise UserError(f"{where}.parameters must describe an object", param=where)
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as exc:
+            raise UserError(
+                f"{where}.parameters is not a valid JSON Schema: {exc.message}", param=where
+            ) from None
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        raise UserError(f"{where}.description must be a string", param=where)
+    strict = raw.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise UserError(f"{where}.strict must be a boolean", param=where)
+    return {
+        "type": "function",
+        "name": name,
+        "description": description,
+        "parameters": params,
+        "strict": strict,
+    }
+
+
+def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
+    """Validate a tool list; return it in its echoed wire shape. Names must be unique."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UserError(f"{where} must be a list", param=where)
+    tools: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise UserError(f"{at} must be an object", param=at)
+        kind = item.get("type")
+        if kind != "function":
+            raise UserError(
+                f"{at}.type {kind!r} is not supported by this server (supported: function)",
+                param=f"{at}.type",
+                code="unsupported_tool",
+            )
+        tool = _function_tool(item, at)
+        if tool["name"] in seen:
+            raise UserError(f"{at}: tool {tool['name']!r} is declared twice", param=at)
+        seen.add(tool["name"])
+        tools.append(tool)
+    return tools
+
+
+def function_specs(tools: list[dict[str, Any]]) -> tuple[FunctionSpec, ...]:
+    return tuple(
+        FunctionSpec(
+            name=t["name"],
+            description=t["description"],
+            parameters=t["parameters"] or {"type": "object", "properties": {}},
+            strict=t["strict"],
+        )
+        for t in tools
+        if t["type"] == "function"
+    )
