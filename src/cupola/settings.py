@@ -118,6 +118,11 @@ class Settings(_Section):
     deployments: list[DeploymentConfig] = Field(default_factory=_default_deployments)
     default_deployment: str | None = None
     """The deployment a request without ``model`` uses; default the first one listed."""
+    endpoint: str | None = None
+    """The server URL the CLI talks to (``CUPOLA_ENDPOINT``); default
+    ``http://{server.host}:{server.port}``."""
+    api_key: SecretStr | None = None
+    """The API key the CLI sends as ``Authorization: Bearer`` (``CUPOLA_API_KEY``)."""
 
     @field_validator("project")
     @classmethod
@@ -141,6 +146,21 @@ class Settings(_Section):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'cupola.db'}"
+
+    @property
+    def cli_endpoint(self) -> str:
+        """The server root the CLI talks to: ``endpoint``, else the local ``server`` address
+        (a wildcard bind address is reached on loopback)."""
+        if self.endpoint:
+            return self.endpoint.rstrip("/")
+        host = self.server.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"
 
     def deployment(self, name: str) -> DeploymentConfig | None:
         for dep in self.deployments:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from cupola import __version__
-from cupola.cli import serve
+from cupola.cli import agents, chat, serve
 from cupola.exceptions import CupolaError
 
 
@@ -18,6 +18,8 @@ def cli() -> None:
 
 
 serve.register(cli)
+agents.register(cli)
+chat.register(cli)
 
 
 def main() -> None:

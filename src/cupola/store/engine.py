@@ -88,6 +88,7 @@ def migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            conn.commit()  # the lock is held by the session, beyond this transaction
         try:
             with conn.begin():
                 config.attributes["connection"] = conn
