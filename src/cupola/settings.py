@@ -94,6 +94,9 @@ class AuthSettings(_Section):
 
     required: Literal["auto", "always", "never"] = "auto"
     """``auto``: keys are required unless the server is bound to a loopback address."""
+    key_cache_seconds: float = 5.0
+    """How long a verified key is trusted without asking the database again: a revoked
+    key stops working within this many seconds."""
 
 
 def _default_deployments() -> list[DeploymentConfig]:

@@ -75,4 +75,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
-    return RequestContext(app, require_key=keys_required(settings), check_key=s.store.verify_key)
+    return RequestContext(
+        app,
+        require_key=keys_required(settings),
+        check_key=s.store.verify_key,
+        cache_seconds=settings.auth.key_cache_seconds,
+    )

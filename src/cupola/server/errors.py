@@ -40,11 +40,37 @@ def error_response(
     )
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "any"})
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> list[str]:
+    """A validation error's location without pydantic's union-branch tags."""
+    out = []
+    for part in loc:
+        text = str(part)
+        if "[" in text or "(" in text or text in _TYPE_TAGS:
+            continue
+        out.append(text)
+    return out
+
+
 def validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    first: Any = exc.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    message = first.get("msg", "invalid value")
-    return (f"{loc}: {message}" if loc else message), (loc or None)
+    """One line naming where the body is wrong; union alternatives are folded into one."""
+    errors: list[Any] = exc.errors()
+    locs = [_clean_loc(tuple(e.get("loc", ()))) for e in errors]
+    common = locs[0]
+    for loc in locs[1:]:
+        i = 0
+        while i < min(len(common), len(loc)) and common[i] == loc[i]:
+            i += 1
+        common = common[:i]
+    param = ".".join(common) or None
+    messages = list(dict.fromkeys(str(e.get("msg", "invalid value")) for e in errors))
+    if len(messages) > 1:
+        message = "; or ".join(messages)
+    else:
+        message = messages[0]
+    return (f"{param}: {message}" if param else message), param
 
 
 async def handle_cupola_error(_request: Request, exc: Exception) -> Response:

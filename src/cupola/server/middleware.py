@@ -19,7 +19,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KeyCheck = Callable[[str], Awaitable[ApiKey | None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})
-CACHE_SECONDS = 5.0
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -38,10 +37,13 @@ class RequestContext:
     """Tags every response with ``x-request-id`` and, when keys are required, refuses
     requests without a valid one (401 in the OpenAI error shape)."""
 
-    def __init__(self, app: ASGIApp, *, require_key: bool, check_key: KeyCheck) -> None:
+    def __init__(
+        self, app: ASGIApp, *, require_key: bool, check_key: KeyCheck, cache_seconds: float = 5.0
+    ) -> None:
         self.app = app
         self.require_key = require_key
         self.check_key = check_key
+        self.cache_seconds = cache_seconds
         self._verified: dict[str, float] = {}
 
     async def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -55,7 +57,7 @@ class RequestContext:
         if await self.check_key(key) is None:
             self._verified.pop(hashed, None)
             return False
-        self._verified[hashed] = time.monotonic() + CACHE_SECONDS
+        self._verified[hashed] = time.monotonic() + self.cache_seconds
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

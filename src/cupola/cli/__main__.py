@@ -1,0 +1,5 @@
+"""``python -m cupola.cli``."""
+
+from cupola.cli.main import main
+
+main()
