@@ -60,7 +60,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         Mount("/api/projects/{project}", routes=project_routes),
         Mount("/v1", routes=openai_routes),
     ]
-    routes = [*meta.routes(routes), *routes]
+    served: list[BaseRoute] = []  # meta's OpenAPI document describes this final list
+    served += [*meta.routes(served), *routes]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -72,7 +73,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
             await s.models.aclose()
             await s.store.close()
 
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(routes=served, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
     return RequestContext(
