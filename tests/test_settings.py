@@ -90,7 +90,10 @@ def test_written_default_config_matches_the_defaults(tmp_path: Path) -> None:
         ("project: [unclosed\n", "not valid YAML"),
         ("- a list\n", "mapping"),
         ("deployments:\n  - name: x\n    provider: nonsense\n", "provider"),
-        ("deployments:\n  - {name: a, provider: scripted}\n  - {name: a, provider: scripted}\n", "twice"),
+        (
+            "deployments:\n  - {name: a, provider: scripted}\n  - {name: a, provider: scripted}\n",
+            "twice",
+        ),
         ("unknown_key: 1\n", "unknown_key"),
         ("project: 'has space'\n", "project"),
     ],

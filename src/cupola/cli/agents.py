@@ -40,15 +40,20 @@ def when(timestamp: Any) -> str:
 
 
 def print_table(columns: list[str], rows: list[list[str]], empty: str) -> None:
+    """A plain table; the last column is cut short to fit the terminal, never wrapped."""
     if not rows:
         click.echo(empty)
         return
+    console = Console(highlight=False)
+    widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
+    room = max(12, console.width - sum(widths[:-1]) - 2 * (len(columns) - 1))
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for i, column in enumerate(columns):
-        table.add_column(column, no_wrap=i == 0, overflow="fold")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(*row)
-    Console(highlight=False).print(table)
+        tail = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        table.add_row(*row[:-1], tail)
+    console.print(table)
 
 
 def _client(config: Path | None, endpoint: str | None) -> CupolaClient:

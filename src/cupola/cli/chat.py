@@ -57,6 +57,16 @@ def _one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _reply_text(response: dict[str, Any]) -> str:
+    return "".join(
+        str(part.get("text", ""))
+        for item in response.get("output") or []
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+    )
+
+
 class ChatSession:
     """The state of one chat: the conversation, the agent it talks to, local functions."""
 
@@ -89,35 +99,49 @@ class ChatSession:
         """One user message, through any function calls, to the agent's reply.
         False (with the error printed) when the response failed."""
         pending: list[dict[str, Any]] = [{"type": "message", "role": "user", "content": text}]
+        must_answer = False
         for round_number in range(1, MAX_ROUNDS + 1):
             body: dict[str, Any] = {
                 "input": pending,
                 "conversation": self.conversation_id,
                 "agent_reference": self._reference(),
             }
-            if round_number == MAX_ROUNDS:
+            if must_answer or round_number == MAX_ROUNDS:
+                # The agent answers with what it has rather than asking again for a function
+                # this client cannot run, or calling functions without end.
                 body["tool_choice"] = "none"
-            try:
-                response = self._stream(body)
-            except Unreachable:
-                raise
-            except CupolaError as exc:
-                click.echo(f"error: {_one_line(exc.message)}", err=True)
+            response = self._respond(body)
+            if response is None:
                 return False
-            if response.get("status") == "failed":
-                error = response.get("error") or {}
-                message = error.get("message") or "the response failed"
-                click.echo(f"error: {_one_line(str(message))}", err=True)
-                return False
-            if response.get("status") == "incomplete":
-                reason = (response.get("incomplete_details") or {}).get("reason", "unknown")
-                click.secho(f"(the reply was cut short: {reason})", dim=True)
             calls = [i for i in response.get("output") or [] if i.get("type") == "function_call"]
             if not calls:
+                if not _reply_text(response):
+                    click.secho("(the agent gave no reply)", dim=True)
                 return True
-            pending = [self.call_function(call) for call in calls]
+            results = [self.call_function(call) for call in calls]
+            pending = [item for item, _served in results]
+            must_answer = not all(served for _item, served in results)
         click.echo("error: the agent kept calling functions without replying", err=True)
         return False
+
+    def _respond(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The finished response, or None when it failed (the error printed on one line)."""
+        try:
+            response = self._stream(body)
+        except Unreachable:
+            raise
+        except CupolaError as exc:
+            click.echo(f"error: {_one_line(exc.message)}", err=True)
+            return None
+        if response.get("status") == "failed":
+            error = response.get("error") or {}
+            message = error.get("message") or "the response failed"
+            click.echo(f"error: {_one_line(str(message))}", err=True)
+            return None
+        if response.get("status") == "incomplete":
+            reason = (response.get("incomplete_details") or {}).get("reason", "unknown")
+            click.secho(f"(the reply was cut short: {reason})", dim=True)
+        return response
 
     def _stream(self, body: dict[str, Any]) -> dict[str, Any]:
         """Stream one response, printing its text as it arrives; return the final response."""
@@ -143,8 +167,9 @@ class ChatSession:
             raise CupolaError("the server ended the stream before the response finished")
         return final
 
-    def call_function(self, call: dict[str, Any]) -> dict[str, Any]:
-        """Run one function call locally; the ``function_call_output`` item to send back."""
+    def call_function(self, call: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Run one function call locally: the ``function_call_output`` item to send back, and
+        whether a function was there to run."""
         name = str(call.get("name"))
         try:
             args = json.loads(call.get("arguments") or "{}")
@@ -152,24 +177,27 @@ class ChatSession:
             args = None
         if not isinstance(args, dict):
             click.secho(f"→ {name}({call.get('arguments')})", dim=True)
-            return self._output(call, {"error": "the arguments are not a JSON object"})
+            return self._output(call, {"error": "the arguments are not a JSON object"}), True
         click.secho(f"→ {_call_text(name, args)}", dim=True)
+        fn = None
         if self.functions is None:
             click.secho(
                 f"the agent asked for function {name!r}, and there is no implementation "
                 "(give one with --functions FILE)",
                 fg="yellow",
             )
-            return self._output(call, {"error": f"function {name} is not available"})
-        fn = getattr(self.functions, name, None)
-        if name.startswith("_") or not callable(fn):
-            click.secho(f"the functions file has no function {name!r}", fg="yellow")
-            return self._output(call, {"error": f"function {name} is not available"})
+        else:
+            fn = getattr(self.functions, name, None) if not name.startswith("_") else None
+            if not callable(fn):
+                fn = None
+                click.secho(f"the functions file has no function {name!r}", fg="yellow")
+        if fn is None:
+            return self._output(call, {"error": f"function {name} is not available"}), False
         try:
             result = fn(**args)
         except Exception as exc:  # the user's function failed: tell the agent, keep chatting
-            return self._output(call, {"error": f"{type(exc).__name__}: {exc}"})
-        return self._output(call, result)
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        return self._output(call, result), True
 
     @staticmethod
     def _output(call: dict[str, Any], result: Any) -> dict[str, Any]:
@@ -179,16 +207,21 @@ class ChatSession:
 
 
 def _lines(interactive: bool) -> Iterator[str]:
-    """User messages from stdin, line by line, until EOF."""
-    stream = sys.stdin
-    while True:
-        if interactive:
-            click.secho("you> ", bold=True, nl=False)
-        line = stream.readline()
-        if not line:
-            if interactive:
+    """User messages from stdin, line by line, until EOF. At a terminal, ``input()`` gives
+    line editing and history; from a pipe, lines are read as they come."""
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing for input(), where available)
+        except ImportError:
+            pass
+
+        while True:
+            try:
+                yield input("you> ")
+            except EOFError:
                 click.echo()
-            return
+                return
+    for line in sys.stdin:
         yield line.rstrip("\r\n")
 
 

@@ -72,7 +72,7 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CupolaError as exc:
-            raise CliError(exc.message) from None
+            raise CliError(" ".join(exc.message.split()) or type(exc).__name__) from None
 
     return wrapper
 
