@@ -7,7 +7,7 @@ import sys
 import click
 
 from cupola import __version__
-from cupola.cli import agents, chat, serve
+from cupola.cli import agents, chat, deployments, keys, serve
 from cupola.exceptions import CupolaError
 
 
@@ -20,6 +20,8 @@ def cli() -> None:
 serve.register(cli)
 agents.register(cli)
 chat.register(cli)
+deployments.register(cli)
+keys.register(cli)
 
 
 def main() -> None:

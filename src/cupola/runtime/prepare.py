@@ -18,7 +18,7 @@ from cupola.models.registry import ModelRegistry
 from cupola.runtime.items import check_call_outputs, normalize_input, to_messages
 from cupola.runtime.request import CreateResponse
 from cupola.runtime.response import new_response
-from cupola.store import SqlStore
+from cupola.store import Store
 from cupola.tools import function_specs, normalize_tools
 
 _FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -100,7 +100,7 @@ def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
 class Preparer:
     """Resolves agent, deployment and history; validates everything the request names."""
 
-    def __init__(self, store: SqlStore, models: ModelRegistry, default_model: str | None) -> None:
+    def __init__(self, store: Store, models: ModelRegistry, default_model: str | None) -> None:
         self.store = store
         self.models = models
         self.default_model = default_model

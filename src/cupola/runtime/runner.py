@@ -20,7 +20,7 @@ from cupola.runtime.events import Event, EventLog, OutputAssembler
 from cupola.runtime.prepare import Prepared, Preparer
 from cupola.runtime.request import CreateResponse
 from cupola.runtime.response import usage_object
-from cupola.store import SqlStore
+from cupola.store import Store
 
 log = logging.getLogger("cupola.runtime")
 TERMINAL = ("completed", "failed", "incomplete", "cancelled")
@@ -33,7 +33,7 @@ def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
 class Runner:
     """Creates, runs, persists and cancels responses."""
 
-    def __init__(self, store: SqlStore, models: ModelRegistry, default_model: str | None) -> None:
+    def __init__(self, store: Store, models: ModelRegistry, default_model: str | None) -> None:
         self.store = store
         self.preparer = Preparer(store, models, default_model)
         self._background: dict[str, asyncio.Task[None]] = {}
