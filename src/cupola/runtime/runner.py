@@ -50,8 +50,14 @@ class Runner:
             pass
         return prepared.body
 
+    async def save_queued(self, prepared: Prepared) -> None:
+        """Store a background response before it runs, so it can be polled and cancelled."""
+        await self.store.save_response(
+            prepared.project, prepared.body, prepared.input_items, new=True
+        )
+
     async def start_background(self, prepared: Prepared) -> dict[str, Any]:
-        await self.store.save_response(prepared.project, prepared.body, prepared.input_items)
+        await self.save_queued(prepared)
         queued = _snapshot(prepared.body)
 
         async def work() -> None:
@@ -174,7 +180,7 @@ class Runner:
                 if current.body["status"] == "cancelled":
                     return
             await self.store.save_response(
-                p.project, body, p.input_items, append_to_conversation=append
+                p.project, body, p.input_items, append_to_conversation=append, new=not p.background
             )
         elif append:
             await self.store.add_conversation_items(p.project, body["conversation"]["id"], append)

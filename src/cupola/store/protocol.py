@@ -99,8 +99,9 @@ class Store(Protocol):
         input_items: list[Item],
         *,
         append_to_conversation: list[Item] | None = None,
+        new: bool = False,
     ) -> None:
-        """Insert or replace a response and, atomically, extend its conversation."""
+        """Insert (``new``) or replace a response and, atomically, extend its conversation."""
 
     async def get_response(self, project: str, response_id: str) -> StoredResponse: ...
 

@@ -33,8 +33,10 @@ class ResponseStore(SqlBase):
         input_items: list[Item],
         *,
         append_to_conversation: list[Item] | None = None,
+        new: bool = False,
     ) -> None:
-        """Insert or replace a response; in the same transaction, extend its conversation."""
+        """Insert (``new``) or replace a response; in the same transaction, extend its
+        conversation."""
         conversation = body.get("conversation")
         conversation_id = conversation["id"] if isinstance(conversation, dict) else None
 
@@ -51,6 +53,9 @@ class ResponseStore(SqlBase):
                 input_items=input_items,
                 created_at=body["created_at"],
             )
+            if new:
+                conn.execute(responses.insert().values(id=body["id"], **values))
+                return
             updated = conn.execute(
                 responses.update().where(responses.c.id == body["id"]).values(**values)
             )
@@ -82,6 +87,8 @@ class ResponseStore(SqlBase):
     ) -> list[Item]:
         """The items a new turn continues from: a conversation's items, or the chain of
         inputs and outputs behind ``previous_response_id``, oldest first."""
+        if not conversation_id and not previous_response_id:
+            return []
 
         def run(conn: sa.Connection) -> list[Item]:
             items: list[Item] = []

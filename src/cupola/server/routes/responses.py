@@ -32,7 +32,7 @@ def routes(s: Services) -> list[Route]:
             return JSONResponse(await s.runner.create(project, req))
         prepared = await s.runner.prepare(project, req)
         if prepared.background:
-            await s.store.save_response(project, prepared.body, prepared.input_items)
+            await s.runner.save_queued(prepared)
         return StreamingResponse(
             sse(s.runner.run(prepared)),
             media_type="text/event-stream",
