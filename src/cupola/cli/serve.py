@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from pathlib import Path
 
@@ -96,6 +97,8 @@ def register(cli: click.Group) -> None:
             f"cupola serving project {settings.project!r} at "
             f"{scheme}://{settings.server.host}:{settings.server.port}/api/projects/{settings.project}"
         )
+        gc.collect()
+        gc.freeze()  # start-up objects never need collecting: keeps GC pauses to milliseconds
         uvicorn.run(
             app,
             host=settings.server.host,

@@ -91,8 +91,6 @@ class ScriptedModel(Model):
         self.mode = mode
         self.script = tuple(script)
         self.chunk_words = max(1, chunk_words)
-        self.requests: list[ModelRequest] = []
-        """Every request this model received, in order (for tests)."""
 
     def _choose(self, request: ModelRequest) -> ScriptedStep:
         if self.mode == "script":
@@ -103,7 +101,6 @@ class ScriptedModel(Model):
         return ScriptedStep(reply=render_input(request.messages))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        self.requests.append(request)
         step = self._choose(request)
         prompt_tokens = count_tokens(render_input(request.messages))
         if request.tool_choice == "none":

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from cupola.domain import Page
 from cupola.store.engine import create_engine, is_sqlite, migrate
+from cupola.store.writer import BatchWriter
 
 T = TypeVar("T")
 
@@ -27,6 +28,7 @@ class SqlBase:
         self._sqlite = is_sqlite(self.engine)
         # SQLite has one writer; queueing writers here is cheaper than SQLITE_BUSY retries.
         self._write_lock = threading.Lock() if self._sqlite else None
+        self._writer = BatchWriter(self.engine, self._write_lock) if self._write_lock else None
         self._migrated = False
 
     def migrate(self) -> None:
@@ -39,6 +41,8 @@ class SqlBase:
         await anyio.to_thread.run_sync(self.migrate)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await anyio.to_thread.run_sync(self._writer.close)
         await anyio.to_thread.run_sync(self.engine.dispose)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -58,6 +62,9 @@ class SqlBase:
         return await anyio.to_thread.run_sync(partial(self.read_sync, fn, *args))
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is not None:
+            result: T = await self._writer.submit(fn, *args)
+            return result
         return await anyio.to_thread.run_sync(partial(self.write_sync, fn, *args))
 
 

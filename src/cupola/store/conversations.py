@@ -27,11 +27,14 @@ def conversation_row(conn: sa.Connection, project: str, conversation_id: str) ->
     return Conversation(id=row.id, metadata=row.metadata, created_at=row.created_at)
 
 
+_INSERT_ITEM = conversation_items.insert()
+
+
 def append_items(conn: sa.Connection, conversation_id: str, items: list[Item]) -> None:
     if items:
         created = now()
         conn.execute(
-            conversation_items.insert(),
+            _INSERT_ITEM,
             [
                 {
                     "id": it["id"],

@@ -7,8 +7,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -83,6 +81,9 @@ def create_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent; safe with several replicas)."""
+    from alembic import command  # imported here: only start-up needs it
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as conn:

@@ -14,6 +14,7 @@ from cupola.store.conversations import append_items, conversation_row, history
 from cupola.store.tables import responses
 
 MAX_CHAIN = 10_000
+_INSERT = responses.insert()  # built once: the hot path skips statement construction
 
 
 def _response_row(conn: sa.Connection, project: str, response_id: str) -> sa.Row[Any]:
@@ -54,7 +55,7 @@ class ResponseStore(SqlBase):
                 created_at=body["created_at"],
             )
             if new:
-                conn.execute(responses.insert().values(id=body["id"], **values))
+                conn.execute(_INSERT, {"id": body["id"], **values})
                 return
             updated = conn.execute(
                 responses.update().where(responses.c.id == body["id"]).values(**values)
