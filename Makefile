@@ -40,6 +40,7 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+	$(BIN)/python bench/bench_embedded.py
 
 clean:
 	rm -rf $(VENV) .cupola .pytest_cache .mypy_cache .ruff_cache
