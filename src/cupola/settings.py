@@ -99,6 +99,30 @@ class AuthSettings(_Section):
     key stops working within this many seconds."""
 
 
+class ToolSettings(_Section):
+    """Outbound calls made by server-side tools (MCP servers over HTTP, OpenAPI tools)."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts tools may call: ``api.example.com``, ``*.example.com`` or ``host:port``.
+    Everything else is refused (deny by default)."""
+    allow_loopback: bool = True
+    """Allow 127.0.0.0/8, ::1 and localhost (for development; turn off in production)."""
+    timeout_seconds: float = 30.0
+    """How long one outbound tool call may take."""
+    max_response_bytes: int = 1024 * 1024
+    """Larger tool responses are cut to this size and marked truncated."""
+
+
+class CodeInterpreterSettings(_Section):
+    """Limits of the ``code_interpreter`` tool's Python processes."""
+
+    cpu_seconds: int = 10
+    memory_mb: int = 512
+    wall_seconds: float = 30.0
+    max_output_bytes: int = 64 * 1024
+    max_workdir_bytes: int = 64 * 1024 * 1024
+
+
 def _default_deployments() -> list[DeploymentConfig]:
     return [
         DeploymentConfig(name="local-small", provider="embedded"),
@@ -121,6 +145,15 @@ class Settings(_Section):
     deployments: list[DeploymentConfig] = Field(default_factory=_default_deployments)
     default_deployment: str | None = None
     """The deployment a request without ``model`` uses; default the first one listed."""
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    code_interpreter: CodeInterpreterSettings = Field(default_factory=CodeInterpreterSettings)
+    secret_key: SecretStr | None = None
+    """The key that encrypts connection secrets at rest (``CUPOLA_SECRET_KEY``, a Fernet key).
+    When unset, ``secret_key_file`` holds it (created on first use)."""
+    secret_key_file: Path = Path("secret.key")
+    """Where the secrets key is kept when ``secret_key`` is unset (relative to data_dir)."""
+    max_file_bytes: int = 32 * 1024 * 1024
+    """The largest file ``/files`` accepts."""
     endpoint: str | None = None
     """The server URL the CLI talks to (``CUPOLA_ENDPOINT``); default
     ``http://{server.host}:{server.port}``."""
@@ -164,6 +197,12 @@ class Settings(_Section):
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.server.port}"
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        if self.secret_key_file.is_absolute():
+            return self.secret_key_file
+        return self.data_dir / self.secret_key_file
 
     def deployment(self, name: str) -> DeploymentConfig | None:
         for dep in self.deployments:

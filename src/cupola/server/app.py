@@ -15,7 +15,17 @@ from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
-from cupola.server.routes import agents, conversations, deployments, meta, responses
+from cupola.server.routes import (
+    agents,
+    connections,
+    containers,
+    conversations,
+    deployments,
+    files,
+    meta,
+    responses,
+    toolboxes,
+)
 from cupola.server.services import Services
 from cupola.settings import Settings
 from cupola.store import SqlStore
@@ -50,11 +60,18 @@ def build_services(
 def create_app(settings: Settings, services: Services | None = None) -> Any:
     """The cupola ASGI app. The store is migrated when the app starts."""
     s = services or build_services(settings)
-    openai_routes = [*responses.routes(s), *conversations.routes(s)]
+    openai_routes = [
+        *responses.routes(s),
+        *conversations.routes(s),
+        *files.routes(s),
+        *containers.routes(s),
+    ]
     project_routes: list[BaseRoute] = [
         Mount("/openai/v1", routes=openai_routes),
         *agents.routes(s),
         *deployments.routes(s),
+        *connections.routes(s),
+        *toolboxes.routes(s),
     ]
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),

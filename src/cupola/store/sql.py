@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from cupola.store.agents import AgentStore
+from cupola.store.connections import ConnectionStore
 from cupola.store.conversations import ConversationStore
+from cupola.store.files import FileStore
 from cupola.store.keys import KeyStore
 from cupola.store.responses import ResponseStore
+from cupola.store.toolboxes import ToolboxStore
 
 
-class SqlStore(AgentStore, ConversationStore, ResponseStore, KeyStore):
-    """Agents, conversations, responses and keys on one SQLAlchemy engine.
+class SqlStore(
+    AgentStore, ConversationStore, ResponseStore, KeyStore, ConnectionStore, ToolboxStore, FileStore
+):
+    """Agents, conversations, responses, keys, connections, toolboxes and files on one
+    SQLAlchemy engine.
 
-    Each method is one transaction. Async methods run in a worker thread so the event loop
-    never blocks on the database; ``*_sync`` methods are for the CLI.
+    Each method is one transaction. Async methods run off the event loop (SQLite writes go
+    through one batching writer thread); ``*_sync`` methods are for the CLI.
     """
