@@ -6,7 +6,7 @@ from typing import Any
 
 from cupola.domain.records import Item
 from cupola.ids import new_id
-from cupola.models.base import TextDelta, ToolCallDelta
+from cupola.models.base import TextDelta, ToolCall, ToolCallDelta
 
 Event = dict[str, Any]
 
@@ -40,6 +40,9 @@ class OutputAssembler:
         self._text: list[str] = []
         self._calls: dict[int, Item] = {}
         self._args: dict[int, list[str]] = {}
+        self._server: dict[int, list[str]] = {}
+        """Calls of server-side tools in this round: index -> [call_id, name, *fragments]."""
+        self._round_text: list[str] = []
 
     def _index(self, item: Item) -> int:
         return self._first_index + self.items.index(item)
@@ -66,6 +69,7 @@ class OutputAssembler:
                 part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
             )
         self._text.append(delta.text)
+        self._round_text.append(delta.text)
         self.log.emit(
             "response.output_text.delta",
             item_id=self._message["id"],
@@ -75,8 +79,25 @@ class OutputAssembler:
             logprobs=[],
         )
 
-    def tool_call(self, delta: ToolCallDelta) -> None:
+    def add(self, item: Item) -> None:
+        """A finished item made by the platform (a server tool's call, a tool listing)."""
+        self.items.append(item)
+        index = self._index(item)
+        self.log.emit(
+            "response.output_item.added", output_index=index, item={**item, "status": "in_progress"}
+        )
+        self.log.emit("response.output_item.done", output_index=index, item=dict(item))
+
+    def tool_call(self, delta: ToolCallDelta, *, server: bool = False) -> None:
+        """A fragment of a call; calls of server-side tools are kept back until the round ends
+        (the server runs them and adds their own items)."""
         self._close_message("completed")
+        if server or delta.index in self._server:
+            parts = self._server.setdefault(
+                delta.index, [delta.call_id or new_id("call"), delta.name or ""]
+            )
+            parts.append(delta.arguments)
+            return
         call = self._calls.get(delta.index)
         if call is None:
             call = {
@@ -105,6 +126,7 @@ class OutputAssembler:
             return
         self._message = None
         text = "".join(self._text)
+        self._text = []
         index = self._index(message)
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         self.log.emit(
@@ -125,6 +147,22 @@ class OutputAssembler:
         message["content"] = [{"type": "output_text", "text": text, "annotations": []}]
         message["status"] = status
         self.log.emit("response.output_item.done", output_index=index, item=dict(message))
+
+    def end_round(self, status: str = "completed") -> tuple[str, list[ToolCall], list[ToolCall]]:
+        """Close this model turn: its text, its client function calls and its server calls."""
+        text = "".join(self._round_text)
+        client = [
+            ToolCall(c["call_id"], c["name"], "".join(self._args[i]) or "{}")
+            for i, c in sorted(self._calls.items())
+        ]
+        server = [
+            ToolCall(parts[0], parts[1], "".join(parts[2:]) or "{}")
+            for _, parts in sorted(self._server.items())
+        ]
+        self.finish(status)
+        self._server.clear()
+        self._round_text = []
+        return text, client, server
 
     def finish(self, status: str = "completed") -> list[Item]:
         """Close every open item; return the output items."""

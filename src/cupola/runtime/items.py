@@ -14,7 +14,17 @@ from cupola.models.base import ChatMessage, ToolCall
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
-_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+PASSTHROUGH_ITEMS = frozenset(
+    {
+        "mcp_list_tools",
+        "mcp_call",
+        "mcp_approval_request",
+        "code_interpreter_call",
+        "file_search_call",
+        "openapi_call",
+    }
+)
+"""Output items of server-side tools a client may send back as input (stateless mode)."""
 
 
 def _content_parts(role: str, content: Any, where: str) -> list[dict[str, Any]]:
@@ -87,6 +97,19 @@ def normalize_item(raw: Any, where: str) -> Item:
             "output": output,
             "status": raw.get("status") or "completed",
         }
+    if kind == "mcp_approval_response":
+        if not isinstance(raw.get("approve"), bool):
+            raise UserError(f"{where}.approve must be true or false", param=f"{where}.approve")
+        return {
+            "id": raw.get("id") or new_id("mcpa"),
+            "type": "mcp_approval_response",
+            "approval_request_id": _require_str(raw, "approval_request_id", where),
+            "approve": raw["approve"],
+            "reason": raw.get("reason"),
+        }
+    if kind in PASSTHROUGH_ITEMS:
+        _require_str(raw, "id", where)
+        return dict(raw)
     if kind in (None, "item_reference"):
         raise UserError(
             f"{where}: item references are not supported; send the item itself", param=where
@@ -119,6 +142,9 @@ def check_call_outputs(history: Iterable[Item], new_items: list[Item]) -> None:
             )
 
 
+_MODEL_ITEMS = frozenset({"message", "function_call", "function_call_output"})
+
+
 def text_of(parts: Any) -> str:
     """The text of a content-part list (or a plain string)."""
     if isinstance(parts, str):
@@ -132,24 +158,62 @@ def text_of(parts: Any) -> str:
     return "".join(chunks)
 
 
+def _denials(items: list[Item]) -> dict[str, str]:
+    """Approval requests the client refused: request id -> reason."""
+    return {
+        item["approval_request_id"]: item.get("reason") or "the user did not approve this call"
+        for item in items
+        if item.get("type") == "mcp_approval_response" and not item.get("approve")
+    }
+
+
+def _add_call(messages: list[ChatMessage], call: ToolCall) -> None:
+    """Attach a call to the assistant turn it belongs to (or open one)."""
+    last = messages[-1] if messages else None
+    if last is not None and last.role == "assistant":
+        messages[-1] = ChatMessage(
+            role="assistant", content=last.content, tool_calls=(*last.tool_calls, call)
+        )
+    else:
+        messages.append(ChatMessage(role="assistant", tool_calls=(call,)))
+
+
 def to_messages(instructions: list[str], items: Iterable[Item]) -> list[ChatMessage]:
-    """History items as model messages; consecutive function calls join one assistant turn."""
+    """History items as model messages; consecutive tool calls join one assistant turn."""
+    from cupola.tools.registry import render_item
+
     messages = [ChatMessage(role="system", content=text) for text in instructions if text]
     names: dict[str, str] = {}
+    items = list(items)
+    denied = _denials(items)
     for item in items:
         kind = item.get("type")
-        if kind == "message":
+        if kind == "mcp_approval_request":
+            if item["id"] in denied:
+                call = ToolCall(item["id"], item["name"], item.get("arguments") or "{}")
+                _add_call(messages, call)
+                refusal = f"The call was not approved: {denied[item['id']]}"
+                messages.append(
+                    ChatMessage("tool", refusal, tool_call_id=call.call_id, name=call.name)
+                )
+            continue
+        rendered = render_item(item) if kind not in _MODEL_ITEMS else None
+        if rendered is not None:
+            _add_call(messages, rendered.call)
+            messages.append(
+                ChatMessage(
+                    "tool",
+                    rendered.output,
+                    tool_call_id=rendered.call.call_id,
+                    name=rendered.call.name,
+                )
+            )
+        elif kind == "message":
             messages.append(ChatMessage(role=item["role"], content=text_of(item["content"])))
         elif kind == "function_call":
             call = ToolCall(item["call_id"], item["name"], item["arguments"])
             names[call.call_id] = call.name
-            last = messages[-1] if messages else None
-            if last is not None and last.role == "assistant":
-                messages[-1] = ChatMessage(
-                    role="assistant", content=last.content, tool_calls=(*last.tool_calls, call)
-                )
-            else:
-                messages.append(ChatMessage(role="assistant", tool_calls=(call,)))
+            _add_call(messages, call)
         elif kind == "function_call_output":
             output = item["output"]
             messages.append(

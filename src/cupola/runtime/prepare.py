@@ -37,6 +37,11 @@ class Prepared:
     store: bool
     stream: bool
     background: bool
+    server_tools: list[dict[str, Any]]
+    """Tool entries the server runs (MCP, toolboxes, code interpreter, ...)."""
+    approved: list[Item]
+    """``mcp_approval_request`` items the client approved in this request: run them first."""
+    history: list[Item]
 
 
 def check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
@@ -47,7 +52,7 @@ def check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
             raise UserError("tool_choice 'required' needs at least one tool", param="tool_choice")
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
-        names = {t["name"] for t in tools}
+        names = {t.get("name") for t in tools if t["type"] == "function"}
         if choice.get("name") not in names:
             raise UserError(
                 f"tool_choice names function {choice.get('name')!r}, which is not among the tools",
@@ -95,6 +100,38 @@ def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         "schema": schema,
         "strict": bool(fmt.get("strict")),
     }
+
+
+def approved_requests(history: list[Item], new_items: list[Item]) -> list[Item]:
+    """The approval requests this request approves. Each response must answer a request the
+    server made, and only once."""
+    requests = {
+        i["id"]: i for i in [*history, *new_items] if i.get("type") == "mcp_approval_request"
+    }
+    answered = {
+        i["approval_request_id"] for i in history if i.get("type") == "mcp_approval_response"
+    } | {i.get("approval_request_id") for i in history if i.get("type") == "mcp_call"}
+    approved = []
+    for item in new_items:
+        if item.get("type") != "mcp_approval_response":
+            continue
+        request_id = item["approval_request_id"]
+        if request_id not in requests:
+            raise UserError(
+                f"no mcp_approval_request with id {request_id!r} to answer",
+                param="input",
+                code="invalid_approval",
+            )
+        if request_id in answered:
+            raise UserError(
+                f"approval request {request_id!r} was already answered",
+                param="input",
+                code="invalid_approval",
+            )
+        answered.add(request_id)
+        if item["approve"]:
+            approved.append(requests[request_id])
+    return approved
 
 
 class Preparer:
@@ -176,6 +213,7 @@ class Preparer:
             conversation_id=req.conversation_id,
         )
         check_call_outputs(history, input_items)
+        approved = approved_requests(history, input_items)
 
         instructions = [
             text
@@ -243,4 +281,7 @@ class Preparer:
             store=store,
             stream=bool(req.stream),
             background=background,
+            server_tools=[t for t in tools if t["type"] != "function"],
+            approved=approved,
+            history=history,
         )

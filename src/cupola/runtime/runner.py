@@ -14,13 +14,13 @@ from typing import Any
 
 from cupola.exceptions import CupolaError, NotFound, ProviderError, UserError
 from cupola.ids import now
-from cupola.models.base import Finish, TextDelta
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.events import Event, EventLog, OutputAssembler
+from cupola.runtime.loop import AgentLoop
 from cupola.runtime.prepare import Prepared, Preparer
 from cupola.runtime.request import CreateResponse
-from cupola.runtime.response import usage_object
 from cupola.store import Store
+from cupola.tools.registry import ToolEnv
 
 log = logging.getLogger("cupola.runtime")
 TERMINAL = ("completed", "failed", "incomplete", "cancelled")
@@ -33,8 +33,15 @@ def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
 class Runner:
     """Creates, runs, persists and cancels responses."""
 
-    def __init__(self, store: Store, models: ModelRegistry, default_model: str | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: ModelRegistry,
+        default_model: str | None,
+        tools: ToolEnv | None = None,
+    ) -> None:
         self.store = store
+        self.tools = tools
         self.preparer = Preparer(store, models, default_model)
         self._background: dict[str, asyncio.Task[None]] = {}
 
@@ -104,7 +111,7 @@ class Runner:
         output = OutputAssembler(events)
         clock: list[float] = []
         try:
-            async for event in self._drive(p, output, clock):
+            async for event in AgentLoop(p, output, clock, self.tools).run():
                 yield event
         except asyncio.CancelledError:
             raise
@@ -131,33 +138,6 @@ class Runner:
         events.emit(terminal.get(body["status"], "response.failed"), response=_snapshot(body))
         for event in events.drain():
             yield event
-
-    @staticmethod
-    async def _drive(
-        p: Prepared, output: OutputAssembler, clock: list[float]
-    ) -> AsyncIterator[Event]:
-        """Feed model events to ``output``; record the first token's time in ``clock``."""
-        finish: Finish | None = None
-        async for step in p.model.stream(p.model_request):
-            if isinstance(step, Finish):
-                finish = step
-            else:
-                if not clock:
-                    clock.append(time.perf_counter())
-                if isinstance(step, TextDelta):
-                    output.text(step)
-                else:
-                    output.tool_call(step)
-            for event in output.log.drain():
-                yield event
-        if finish is None:
-            raise ProviderError(f"model {p.model.name!r} ended its reply without finishing")
-        status = "incomplete" if finish.reason == "length" else "completed"
-        p.body["output"] = output.finish(status)
-        p.body["status"] = status
-        if status == "incomplete":
-            p.body["incomplete_details"] = {"reason": "max_output_tokens"}
-        p.body["usage"] = usage_object(finish.usage)
 
     @staticmethod
     def _fail(body: dict[str, Any], exc: Exception) -> None:

@@ -29,6 +29,7 @@ from cupola.server.routes import (
 from cupola.server.services import Services
 from cupola.settings import Settings
 from cupola.store import SqlStore
+from cupola.tools.registry import ToolEnv
 
 log = logging.getLogger("cupola.server")
 
@@ -54,7 +55,9 @@ def build_services(
 ) -> Services:
     store = store or SqlStore(settings.resolved_database_url)
     models = models or ModelRegistry(settings)
-    return Services(settings, store, models, Runner(store, models, settings.default_model))
+    tools = ToolEnv(settings, store)
+    runner = Runner(store, models, settings.default_model, tools)
+    return Services(settings, store, models, runner, tools)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Any:
@@ -87,6 +90,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
             yield
         finally:
             await s.runner.aclose()
+            await s.tools.aclose()
             await s.models.aclose()
             await s.store.close()
 

@@ -11,6 +11,7 @@ from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.settings import Settings
 from cupola.store import SqlStore
+from cupola.tools.registry import ToolEnv
 
 
 @dataclass(slots=True)
@@ -19,6 +20,7 @@ class Services:
     store: SqlStore
     models: ModelRegistry
     runner: Runner
+    tools: ToolEnv
 
     def project(self, request: Request) -> str:
         """The project a request addresses (``/v1`` is the default project)."""

@@ -57,17 +57,17 @@ def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
         at = f"{where}[{i}]"
         if not isinstance(item, dict):
             raise UserError(f"{at} must be an object", param=at)
-        kind = item.get("type")
-        if kind != "function":
-            raise UserError(
-                f"{at}.type {kind!r} is not supported by this server (supported: function)",
-                param=f"{at}.type",
-                code="unsupported_tool",
-            )
-        tool = _function_tool(item, at)
-        if tool["name"] in seen:
-            raise UserError(f"{at}: tool {tool['name']!r} is declared twice", param=at)
-        seen.add(tool["name"])
+        if item.get("type") == "function":
+            tool = _function_tool(item, at)
+            key = tool["name"]
+        else:
+            from cupola.tools.registry import normalize_server_tool
+
+            tool = normalize_server_tool(item, at)
+            key = f"{tool['type']}:{tool.get('server_label') or tool.get('name') or ''}"
+        if key in seen:
+            raise UserError(f"{at}: tool {key!r} is declared twice", param=at)
+        seen.add(key)
         tools.append(tool)
     return tools
 

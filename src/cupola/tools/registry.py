@@ -1,0 +1,133 @@
+"""Every tool type cupola knows: how its entry is validated, and how a server-side entry
+becomes a :class:`Toolset` for one response."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cupola.domain.records import Item
+from cupola.exceptions import UserError
+from cupola.settings import Settings
+from cupola.tools.base import Rendered, SecretResolver, Toolset
+from cupola.tools.egress import EgressPolicy
+
+if TYPE_CHECKING:
+    from cupola.store import SqlStore
+    from cupola.tools.mcp.client import McpPool
+
+Normalizer = Callable[[dict[str, Any], str], dict[str, Any]]
+Renderer = Callable[[Item], Rendered | None]
+
+# type -> (module, entry normalizer)
+_NORMALIZERS: dict[str, tuple[str, str]] = {
+    "mcp": ("cupola.tools.mcp.toolset", "normalize_mcp_tool"),
+    "openapi": ("cupola.tools.openapi", "normalize_openapi_tool"),
+    "code_interpreter": ("cupola.tools.code_interpreter", "normalize_code_interpreter_tool"),
+    "file_search": ("cupola.tools.file_search", "normalize_file_search_tool"),
+    "toolbox": ("cupola.tools.toolbox", "normalize_toolbox_tool"),
+}
+# output item type -> (module, renderer): how a finished tool item reads in history
+_RENDERERS: dict[str, tuple[str, str]] = {
+    "mcp_call": ("cupola.tools.mcp.toolset", "render_mcp_call"),
+    "openapi_call": ("cupola.tools.openapi", "render_openapi_call"),
+    "code_interpreter_call": ("cupola.tools.code_interpreter", "render_code_interpreter_call"),
+    "file_search_call": ("cupola.tools.file_search", "render_file_search_call"),
+}
+SERVER_ITEM_TYPES = frozenset(
+    {*_RENDERERS, "mcp_list_tools", "mcp_approval_request", "mcp_approval_response"}
+)
+
+
+def _load(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
+
+
+def server_tool_types() -> tuple[str, ...]:
+    return tuple(_NORMALIZERS)
+
+
+def normalize_server_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate one server-side tool entry; return its echoed shape."""
+    kind = raw.get("type")
+    spec = _NORMALIZERS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        supported = ", ".join(["function", *_NORMALIZERS])
+        raise UserError(
+            f"{where}.type {kind!r} is not supported by this server (supported: {supported})",
+            param=f"{where}.type",
+            code="unsupported_tool",
+        )
+    normalizer: Normalizer = _load(*spec)
+    return normalizer(raw, where)
+
+
+def render_item(item: Item) -> Rendered | None:
+    """A finished server tool item as the model sees it, or None for items it never sees."""
+    spec = _RENDERERS.get(item.get("type", ""))
+    if spec is None:
+        return None
+    renderer: Renderer = _load(*spec)
+    return renderer(item)
+
+
+@dataclass
+class ToolEnv:
+    """What server-side tools need from the running server; one per app."""
+
+    settings: Settings
+    store: SqlStore
+    secrets: SecretResolver | None = None
+    egress: EgressPolicy = field(init=False)
+    _pool: McpPool | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.egress = EgressPolicy(self.settings.tools)
+
+    @property
+    def mcp_pool(self) -> McpPool:
+        if self._pool is None:
+            from cupola.tools.mcp.client import McpPool
+
+            self._pool = McpPool(self.egress)
+        return self._pool
+
+    async def toolsets(self, tools: list[dict[str, Any]], project: str) -> list[Toolset]:
+        """Toolsets for a response's server-side tool entries (function tools are skipped)."""
+        out: list[Toolset] = []
+        for tool in tools:
+            out += await self._build(tool, project)
+        return out
+
+    async def _build(self, tool: dict[str, Any], project: str) -> list[Toolset]:
+        kind = tool["type"]
+        if kind == "function":
+            return []
+        if kind == "mcp":
+            from cupola.tools.mcp.toolset import McpToolset
+
+            return [McpToolset(tool, self.mcp_pool, self.secrets, project)]
+        if kind == "openapi":
+            from cupola.tools.openapi import OpenApiToolset
+
+            return [OpenApiToolset(tool, self.egress, self.secrets, project, self.settings.tools)]
+        if kind == "code_interpreter":
+            from cupola.tools.code_interpreter import CodeInterpreterToolset
+
+            return [CodeInterpreterToolset(tool, self.settings.code_interpreter)]
+        if kind == "file_search":
+            from cupola.tools.file_search import FileSearchToolset
+
+            return [FileSearchToolset(tool, self.store, project)]
+        if kind == "toolbox":
+            from cupola.tools.toolbox import toolbox_entries
+
+            entries = await toolbox_entries(self.store, project, tool)
+            return await self.toolsets(entries, project)
+        raise UserError(f"tool type {kind!r} cannot run on the server", code="unsupported_tool")
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
