@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import secrets
 import socket
 import threading
@@ -80,6 +81,7 @@ class LiveServer:
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     data: dict[str, Any] = {
         "project": "default",
+        "data_dir": tempfile.mkdtemp(prefix="cupola-test-"),
         "database_url": database_url,
         "deployments": test_deployments(),
         "default_deployment": "echo",

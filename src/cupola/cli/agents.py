@@ -10,17 +10,13 @@ import click
 
 from cupola.cli.client import (
     CupolaClient,
+    client_for,
     connection_options,
     one_line_errors,
-    settings_for,
 )
 from cupola.cli.output import print_table, when
 from cupola.domain.manifest import load_agent_file
 from cupola.exceptions import NotFound
-
-
-def client_for(config: Path | None, endpoint: str | None) -> CupolaClient:
-    return CupolaClient.from_settings(settings_for(config, endpoint))
 
 
 def _version_path(name: str, version: int | None) -> str:

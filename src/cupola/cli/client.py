@@ -189,13 +189,16 @@ class CupolaClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        """Send one request; return the decoded JSON body or raise a CupolaError."""
+        """Send one request; return the decoded JSON body (None for 204) or raise a
+        CupolaError."""
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise error_from_response(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError:
@@ -256,3 +259,8 @@ def connection_options(fn: Callable[P, R]) -> Callable[P, R]:
         help="Server URL (default: $CUPOLA_ENDPOINT, else the server address in cupola.yaml).",
     )(fn)
     return click.option("--config", type=click.Path(path_type=Path), help="cupola.yaml to use.")(fn)
+
+
+def client_for(config: Path | None, endpoint: str | None) -> CupolaClient:
+    """The client the ``--config``/``--endpoint`` options of a command describe."""
+    return CupolaClient.from_settings(settings_for(config, endpoint))

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from cupola.cli.agents import client_for
-from cupola.cli.client import connection_options, one_line_errors
+from cupola.cli.client import client_for, connection_options, one_line_errors
 from cupola.cli.output import print_table
 
 

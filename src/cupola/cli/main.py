@@ -7,7 +7,7 @@ import sys
 import click
 
 from cupola import __version__
-from cupola.cli import agents, chat, deployments, keys, serve
+from cupola.cli import agents, chat, connections, deployments, keys, serve, toolboxes
 from cupola.exceptions import CupolaError
 
 
@@ -22,6 +22,8 @@ agents.register(cli)
 chat.register(cli)
 deployments.register(cli)
 keys.register(cli)
+connections.register(cli)
+toolboxes.register(cli)
 
 
 def main() -> None:

@@ -28,8 +28,10 @@ from cupola.server.routes import (
 )
 from cupola.server.services import Services
 from cupola.settings import Settings
+from cupola.secrets import SecretBox, install_redaction
 from cupola.store import SqlStore
-from cupola.tools.registry import ToolEnv
+from cupola.store.connections import ConnectionSecrets
+from cupola.tools.registry import ToolEnv, normalize_server_tool
 
 log = logging.getLogger("cupola.server")
 
@@ -54,8 +56,11 @@ def build_services(
     settings: Settings, store: SqlStore | None = None, models: ModelRegistry | None = None
 ) -> Services:
     store = store or SqlStore(settings.resolved_database_url)
+    box = SecretBox.from_settings(settings)  # the key loads on first use
+    store.use_secret_box(box)
+    install_redaction(box)
     models = models or ModelRegistry(settings)
-    tools = ToolEnv(settings, store)
+    tools = ToolEnv(settings, store, secrets=ConnectionSecrets(store))
     runner = Runner(store, models, settings.default_model, tools)
     return Services(settings, store, models, runner, tools)
 
@@ -74,7 +79,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *agents.routes(s),
         *deployments.routes(s),
         *connections.routes(s),
-        *toolboxes.routes(s),
+        *toolboxes.routes(s, normalize_server_tool),
     ]
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),
