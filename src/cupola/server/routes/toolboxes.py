@@ -1,11 +1,158 @@
-"""Routes for toolboxes (filled in by its owner)."""
+"""Foundry's toolboxes REST, as azure-ai-projects calls it (``?api-version=v1``).
+
+Creates, reads and updates answer 200 with a ``ToolboxObject`` or ``ToolboxVersionObject``;
+deletes answer 204 with no body (the SDK checks both exactly). The MCP endpoint that serves a
+toolbox (``/toolboxes/{name}/mcp``) is routed elsewhere.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from cupola.domain.toolboxes import (
+    EntryCheck,
+    check_toolbox_name,
+    check_toolbox_tools,
+    toolbox_object,
+    version_number,
+    version_object,
+)
+from cupola.exceptions import UserError
+from cupola.runtime.request import Metadata
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.services import Services
 
 
-def routes(s: Services) -> list[Route]:
-    return []
+class CreateToolboxVersion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    tools: Any = None
+    description: str | None = Field(default=None, max_length=512)
+    metadata: Metadata = None
+    skills: list[Any] | None = None
+    policies: dict[str, Any] | None = None
+
+
+class UpdateToolbox(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    default_version: str | int | None = None
+
+
+def _cursor(request: Request, key: str) -> int | None:
+    """A version cursor (``after``/``before``): the version id (``name:3``) or number."""
+    raw = request.query_params.get(key)
+    return version_number(raw.rsplit(":", 1)[-1], key) if raw else None
+
+
+def _check_unsupported(body: CreateToolboxVersion) -> None:
+    for field in ("skills", "policies"):
+        if getattr(body, field):
+            raise UserError(
+                f"toolbox {field} are not supported by this server",
+                param=field,
+                code="unsupported_parameter",
+            )
+
+
+def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
+    """The toolbox routes. ``entry_check`` validates one tool entry of a version (default:
+    the shallow checks of ``cupola.domain.toolboxes.shallow_entry_check``)."""
+
+    async def create_version(request: Request) -> Response:
+        """Create a toolbox version (creating the toolbox)."""
+        project = s.project(request)
+        name = check_toolbox_name(request.path_params["name"])
+        body = await parse_body(request, CreateToolboxVersion)
+        _check_unsupported(body)
+        if body.tools is None:
+            raise UserError("tools is required", param="tools", code="missing_required_parameter")
+        tools = check_toolbox_tools(body.tools, entry_check)
+        version, _created = await s.store.create_toolbox_version(
+            project, name, tools, body.description, body.metadata or {}
+        )
+        return JSONResponse(version_object(version, project))
+
+    async def get_toolbox(request: Request) -> Response:
+        """Get a toolbox with its default and latest versions."""
+        project = s.project(request)
+        toolbox = await s.store.get_toolbox(project, request.path_params["name"])
+        return JSONResponse(toolbox_object(toolbox, project))
+
+    async def update_toolbox(request: Request) -> Response:
+        """Set a toolbox's default version."""
+        project = s.project(request)
+        body = await parse_body(request, UpdateToolbox)
+        if body.default_version is None:
+            raise UserError(
+                "default_version is required",
+                param="default_version",
+                code="missing_required_parameter",
+            )
+        version = version_number(body.default_version, "default_version")
+        toolbox = await s.store.set_default_version(project, request.path_params["name"], version)
+        return JSONResponse(toolbox_object(toolbox, project))
+
+    async def list_toolboxes(request: Request) -> Response:
+        """List toolboxes."""
+        project = s.project(request)
+        page = await s.store.list_toolboxes(
+            project,
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=request.query_params.get("after") or None,
+            before=request.query_params.get("before") or None,
+        )
+        data = [toolbox_object(t, project) for t in page.data]
+        return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
+
+    async def list_versions(request: Request) -> Response:
+        """List a toolbox's versions."""
+        project = s.project(request)
+        page = await s.store.list_toolbox_versions(
+            project,
+            request.path_params["name"],
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=_cursor(request, "after"),
+            before=_cursor(request, "before"),
+        )
+        data = [version_object(v, project) for v in page.data]
+        return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
+
+    async def get_version(request: Request) -> Response:
+        """Get one version of a toolbox."""
+        project = s.project(request)
+        version = await s.store.get_toolbox_version(
+            project, request.path_params["name"], version_number(request.path_params["version"])
+        )
+        return JSONResponse(version_object(version, project))
+
+    async def delete_version(request: Request) -> Response:
+        """Delete one version of a toolbox (never the default while others exist)."""
+        await s.store.delete_toolbox_version(
+            s.project(request),
+            request.path_params["name"],
+            version_number(request.path_params["version"]),
+        )
+        return Response(status_code=204)
+
+    async def delete_toolbox(request: Request) -> Response:
+        """Delete a toolbox and every version of it."""
+        await s.store.delete_toolbox(s.project(request), request.path_params["name"])
+        return Response(status_code=204)
+
+    one = "/toolboxes/{name}"
+    return [
+        Route("/toolboxes", list_toolboxes, methods=["GET"]),
+        Route(one, get_toolbox, methods=["GET"]),
+        Route(one, update_toolbox, methods=["PATCH"]),
+        Route(one, delete_toolbox, methods=["DELETE"]),
+        Route(one + "/versions", create_version, methods=["POST"]),
+        Route(one + "/versions", list_versions, methods=["GET"]),
+        Route(one + "/versions/{version}", get_version, methods=["GET"]),
+        Route(one + "/versions/{version}", delete_version, methods=["DELETE"]),
+    ]
