@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from cupola.exceptions import UserError
-
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -101,7 +98,3 @@ class CreateResponse(BaseModel):
         if isinstance(self.conversation, ConversationRef):
             return self.conversation.id
         return self.conversation
-
-
-def valid_function_name(name: Any) -> bool:
-    return isinstance(name, str) and _FUNCTION_NAME.match(name) is not None

@@ -177,3 +177,12 @@ file_chunks = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Index("ix_file_chunks_store_file", "vector_store_id", "file_id"),
 )
+
+vector_store_file_batches = sa.Table(
+    "vector_store_file_batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("vector_store_id", sa.String(64), nullable=False),
+    sa.Column("file_ids", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)

@@ -11,12 +11,20 @@ and the run goes on.
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from cupola.domain.records import Item
 from cupola.models.base import FunctionSpec, ToolCall
+
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+"""What a function name may be (the Responses and Chat Completions rule)."""
+
+
+def valid_function_name(name: object) -> bool:
+    return isinstance(name, str) and FUNCTION_NAME.match(name) is not None
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from jsonschema.exceptions import SchemaError
 
 from cupola.exceptions import UserError
 from cupola.models.base import FunctionSpec
-from cupola.runtime.request import valid_function_name
+from cupola.tools.base import valid_function_name
 
 
 def _function_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:

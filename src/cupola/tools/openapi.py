@@ -34,9 +34,8 @@ from cupola.domain.records import Item
 from cupola.exceptions import CupolaError, ToolError, UserError
 from cupola.ids import new_id
 from cupola.models.base import FunctionSpec, ToolCall
-from cupola.runtime.request import valid_function_name
 from cupola.settings import ToolSettings
-from cupola.tools.base import Rendered, SecretResolver, ToolContext, Toolset
+from cupola.tools.base import Rendered, SecretResolver, ToolContext, Toolset, valid_function_name
 from cupola.tools.egress import EgressPolicy
 from cupola.tools.openapi_spec import Operation, ParamBinding, parse_openapi_spec
 

@@ -1,11 +1,593 @@
-"""Routes for files (filled in by its owner)."""
+"""``/files`` and ``/vector_stores`` (with their files, file batches and search), as the
+openai SDK calls them."""
 
 from __future__ import annotations
 
+import mimetypes
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from cupola.exceptions import PayloadTooLarge, UserError
+from cupola.runtime.request import Metadata
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.services import Services
+from cupola.store.files import (
+    FileBatchRecord,
+    FileCounts,
+    FileRecord,
+    FileStore,
+    IndexedFile,
+    VectorStoreFileRecord,
+    VectorStoreRecord,
+)
+from cupola.tools.file_search import (
+    DEFAULT_MAX_RESULTS,
+    MAX_QUERIES,
+    check_attributes,
+    check_chunking_strategy,
+    check_filters,
+    check_max_results,
+    check_ranking_options,
+    index_file,
+    score_threshold,
+    search_files,
+)
+from cupola.tools.ranking import UnsupportedFile, extract_text
+
+PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_BATCH_FILES = 2000
+_MULTIPART_OVERHEAD = 64 * 1024
+"""Bytes an upload's body may carry beyond the file itself (boundaries, other fields)."""
+_FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
+
+# ---- multipart/form-data -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FormPart:
+    name: str
+    filename: str | None
+    content: bytes
+
+
+_PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+_FORM_ESCAPE = re.compile(r"%(2[2]|[01][0-9A-Fa-f])|\\(.)")
+
+
+def _header_params(value: str) -> dict[str, str]:
+    """The parameters of a header such as ``form-data; name="file"; filename="a.txt"``."""
+    params: dict[str, str] = {}
+    for key, raw in _PARAM.findall(value):
+        key = key.lower()
+        if raw.startswith('"'):
+            raw = _FORM_ESCAPE.sub(
+                lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), raw[1:-1]
+            )
+        if key.endswith("*"):  # RFC 5987: charset'lang'percent-encoded
+            charset, _, rest = raw.strip().partition("'")
+            raw = unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="replace")
+            key = key[:-1]
+            params[key] = raw
+        else:
+            params.setdefault(key, raw.strip())
+    return params
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[FormPart]:
+    """The parts of a ``multipart/form-data`` body; UserError (400) when it is malformed."""
+    boundary = _header_params(content_type).get("boundary")
+    if not boundary or len(boundary) > 200:
+        raise UserError("the multipart body has no boundary", code="invalid_multipart")
+    delimiter = b"--" + boundary.encode("latin-1")
+    pos = body.find(delimiter)
+    if pos < 0:
+        raise UserError("the multipart body holds no parts", code="invalid_multipart")
+    pos += len(delimiter)
+    parts: list[FormPart] = []
+    while not body.startswith(b"--", pos):
+        if not body.startswith(b"\r\n", pos):
+            raise UserError("malformed multipart body", code="invalid_multipart")
+        end = body.find(b"\r\n" + delimiter, pos + 2)
+        if end < 0:
+            raise UserError("the multipart body is truncated", code="invalid_multipart")
+        head, sep, content = body[pos + 2 : end].partition(b"\r\n\r\n")
+        if not sep:
+            if not head.startswith(b"\r\n"):
+                raise UserError("a multipart part has no header end", code="invalid_multipart")
+            head, content = b"", head[2:]
+        headers: dict[str, str] = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        disposition = _header_params(headers.get("content-disposition", ""))
+        if "name" not in disposition:
+            raise UserError("a multipart part has no name", code="invalid_multipart")
+        parts.append(FormPart(disposition["name"], disposition.get("filename"), content))
+        pos = end + 2 + len(delimiter)
+    return parts
+
+
+async def _read_upload(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLarge(f"the file exceeds {limit} bytes", code="file_too_large")
+    if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_OVERHEAD:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit + _MULTIPART_OVERHEAD:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _basename(filename: str | None) -> str:
+    name = re.split(r"[\\/]", filename or "")[-1].strip()
+    return name[:255] or "upload"
+
+
+# ---- wire shapes ---------------------------------------------------------------------------
+
+
+def file_object(f: FileRecord) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.bytes,
+        "created_at": f.created_at,
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "expires_at": None,
+        "status_details": None,
+    }
+
+
+def _counts(c: FileCounts) -> dict[str, int]:
+    return {
+        "in_progress": c.in_progress,
+        "completed": c.completed,
+        "failed": c.failed,
+        "cancelled": c.cancelled,
+        "total": c.total,
+    }
+
+
+def vector_store_object(v: VectorStoreRecord) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "object": "vector_store",
+        "created_at": v.created_at,
+        "name": v.name or "",
+        "metadata": v.metadata,
+        "status": "in_progress" if v.file_counts.in_progress else "completed",
+        "usage_bytes": v.usage_bytes,
+        "file_counts": _counts(v.file_counts),
+        "last_active_at": v.last_active_at,
+        "expires_after": None,
+        "expires_at": None,
+    }
+
+
+def vector_store_file_object(f: VectorStoreFileRecord) -> dict[str, Any]:
+    error = f.last_error
+    return {
+        "id": f.file_id,
+        "object": "vector_store.file",
+        "created_at": f.created_at,
+        "vector_store_id": f.vector_store_id,
+        "status": f.status,
+        "last_error": {"code": error.code, "message": error.message} if error else None,
+        "usage_bytes": f.usage_bytes,
+        "attributes": f.attributes,
+    }
+
+
+def batch_object(b: FileBatchRecord) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "object": "vector_store.files_batch",
+        "created_at": b.created_at,
+        "vector_store_id": b.vector_store_id,
+        "status": "in_progress" if b.file_counts.in_progress else "completed",
+        "file_counts": _counts(b.file_counts),
+    }
+
+
+# ---- bodies --------------------------------------------------------------------------------
+
+
+class CreateVectorStore(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    file_ids: list[str] | None = None
+    metadata: Metadata = None
+    chunking_strategy: Any = None
+
+
+class UpdateVectorStore(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    metadata: Metadata = None
+
+
+class CreateVectorStoreFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    file_id: str
+    attributes: Any = None
+    chunking_strategy: Any = None
+
+
+class UpdateVectorStoreFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    attributes: Any = None
+
+
+class CreateFileBatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    file_ids: list[str] | None = None
+    files: list[dict[str, Any]] | None = None
+    attributes: Any = None
+    chunking_strategy: Any = None
+
+
+class SearchVectorStore(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    query: str | list[str]
+    filters: Any = None
+    max_num_results: Any = None
+    ranking_options: Any = None
+    rewrite_query: bool | None = None
+
+
+def _search_queries(query: str | list[str]) -> list[str]:
+    queries = [query] if isinstance(query, str) else query
+    queries = [q for q in queries if q.strip()]
+    if not queries:
+        raise UserError("query must be a non-empty string or list of strings", param="query")
+    if len(queries) > MAX_QUERIES:
+        raise UserError(f"query holds at most {MAX_QUERIES} strings", param="query")
+    return queries
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A file to index, as a request names it; ``where`` prefixes error params."""
+
+    file_id: str
+    attributes: Any = None
+    chunking_strategy: Any = None
+    where: str = ""
+
+
+def _batch_entries(body: CreateFileBatch) -> list[_Entry]:
+    """The files of a batch, with the batch's or their own attributes and chunking."""
+    if (body.file_ids is None) == (body.files is None):
+        raise UserError("give exactly one of file_ids and files", param="file_ids")
+    if body.file_ids is not None:
+        entries = [_Entry(f, body.attributes, body.chunking_strategy) for f in body.file_ids]
+    else:
+        entries = []
+        for i, entry in enumerate(body.files or []):
+            if not isinstance(entry.get("file_id"), str):
+                raise UserError(f"files[{i}].file_id must be a string", param=f"files[{i}]")
+            entries.append(
+                _Entry(
+                    entry["file_id"],
+                    entry.get("attributes"),
+                    entry.get("chunking_strategy"),
+                    f"files[{i}].",
+                )
+            )
+    if not entries or len(entries) > MAX_BATCH_FILES:
+        raise UserError(f"a batch holds 1 to {MAX_BATCH_FILES} files", param="file_ids")
+    return entries
+
+
+# ---- routes --------------------------------------------------------------------------------
+
+
+async def _index(store: FileStore, project: str, entries: list[_Entry]) -> list[IndexedFile]:
+    """Validate every entry, then read and chunk the files one by one."""
+    checked = [
+        (
+            e.file_id,
+            check_attributes(e.attributes, f"{e.where}attributes"),
+            check_chunking_strategy(e.chunking_strategy, f"{e.where}chunking_strategy"),
+        )
+        for e in entries
+    ]
+    return [await index_file(store, project, fid, a, c) for fid, a, c in checked]
 
 
 def routes(s: Services) -> list[Route]:
-    return []
+    return [*_file_routes(s), *_vector_store_routes(s), *_store_file_routes(s)]
+
+
+def _file_routes(s: Services) -> list[Route]:
+    store = s.store
+
+    async def upload_file(request: Request) -> Response:
+        """Upload a file (multipart/form-data: file, purpose)."""
+        project = s.project(request)
+        content_type = request.headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise UserError("upload files as multipart/form-data", code="invalid_multipart")
+        limit = s.settings.max_file_bytes
+        parts = parse_multipart(await _read_upload(request, limit), content_type)
+        upload = next((p for p in parts if p.name == "file"), None)
+        if upload is None:
+            raise UserError("the form has no 'file' part", param="file")
+        if len(upload.content) > limit:
+            raise PayloadTooLarge(f"the file exceeds {limit} bytes", code="file_too_large")
+        purpose_part = next((p for p in parts if p.name == "purpose"), None)
+        purpose = purpose_part.content.decode("utf-8", "replace").strip() if purpose_part else ""
+        if purpose not in PURPOSES:
+            raise UserError(f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
+        record = await store.create_file(
+            project, _basename(upload.filename), purpose, upload.content
+        )
+        return JSONResponse(file_object(record))
+
+    async def list_files(request: Request) -> Response:
+        """List files, newest first (filter by purpose)."""
+        page = await store.list_files(
+            s.project(request),
+            purpose=request.query_params.get("purpose") or None,
+            limit=query_int(request, "limit", 10000, high=10000),
+            order=query_order(request),
+            after=request.query_params.get("after") or None,
+        )
+        return JSONResponse(list_envelope([file_object(f) for f in page.data], page.has_more))
+
+    async def retrieve_file(request: Request) -> Response:
+        """A file's metadata."""
+        record = await store.get_file(s.project(request), request.path_params["file_id"])
+        return JSONResponse(file_object(record))
+
+    async def delete_file(request: Request) -> Response:
+        """Delete a file and remove it from every vector store."""
+        file_id = request.path_params["file_id"]
+        await store.delete_file(s.project(request), file_id)
+        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+
+    async def file_content(request: Request) -> Response:
+        """A file's bytes."""
+        record, content = await store.get_file_content(
+            s.project(request), request.path_params["file_id"]
+        )
+        media = mimetypes.guess_type(record.filename)[0] or "application/octet-stream"
+        return Response(content, media_type=media)
+
+    return [
+        Route("/files", upload_file, methods=["POST"]),
+        Route("/files", list_files, methods=["GET"]),
+        Route("/files/{file_id}", retrieve_file, methods=["GET"]),
+        Route("/files/{file_id}", delete_file, methods=["DELETE"]),
+        Route("/files/{file_id}/content", file_content, methods=["GET"]),
+    ]
+
+
+def _vector_store_routes(s: Services) -> list[Route]:
+    store = s.store
+
+    async def create_store(request: Request) -> Response:
+        """Create a vector store, optionally with files (indexed before this returns)."""
+        body = await parse_body(request, CreateVectorStore)
+        project = s.project(request)
+        check_chunking_strategy(body.chunking_strategy)
+        entries = [_Entry(f, None, body.chunking_strategy) for f in body.file_ids or []]
+        indexed = await _index(store, project, entries)
+        record = await store.create_vector_store(project, body.name, body.metadata or {}, indexed)
+        return JSONResponse(vector_store_object(record))
+
+    async def list_stores(request: Request) -> Response:
+        """List vector stores, newest first."""
+        page = await store.list_vector_stores(
+            s.project(request),
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=request.query_params.get("after") or None,
+            before=request.query_params.get("before") or None,
+        )
+        data = [vector_store_object(v) for v in page.data]
+        return JSONResponse(list_envelope(data, page.has_more))
+
+    async def retrieve_store(request: Request) -> Response:
+        """A vector store, with its file counts."""
+        record = await store.get_vector_store(
+            s.project(request), request.path_params["vector_store_id"]
+        )
+        return JSONResponse(vector_store_object(record))
+
+    async def update_store(request: Request) -> Response:
+        """Rename a vector store or replace its metadata."""
+        body = await parse_body(request, UpdateVectorStore)
+        record = await store.update_vector_store(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            name=body.name,
+            metadata=body.metadata,
+        )
+        return JSONResponse(vector_store_object(record))
+
+    async def delete_store(request: Request) -> Response:
+        """Delete a vector store (its files stay)."""
+        vector_store_id = request.path_params["vector_store_id"]
+        await store.delete_vector_store(s.project(request), vector_store_id)
+        return JSONResponse(
+            {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
+        )
+
+    async def search_store(request: Request) -> Response:
+        """Search a vector store's chunks (BM25, scores 0..1)."""
+        body = await parse_body(request, SearchVectorStore)
+        queries = _search_queries(body.query)
+        ranking = check_ranking_options(body.ranking_options)
+        hits = await search_files(
+            store,
+            s.project(request),
+            [request.path_params["vector_store_id"]],
+            queries,
+            max_num_results=check_max_results(body.max_num_results) or DEFAULT_MAX_RESULTS,
+            filters=check_filters(body.filters),
+            score_threshold=score_threshold(ranking),
+        )
+        data = [
+            {
+                "file_id": h.file_id,
+                "filename": h.filename,
+                "score": h.score,
+                "attributes": h.attributes,
+                "content": [{"type": "text", "text": h.text}],
+            }
+            for h in hits
+        ]
+        return JSONResponse(
+            {
+                "object": "vector_store.search_results.page",
+                "search_query": queries,
+                "data": data,
+                "has_more": False,
+                "next_page": None,
+            }
+        )
+
+    base = "/vector_stores/{vector_store_id}"
+    return [
+        Route("/vector_stores", create_store, methods=["POST"]),
+        Route("/vector_stores", list_stores, methods=["GET"]),
+        Route(base, retrieve_store, methods=["GET"]),
+        Route(base, update_store, methods=["POST"]),
+        Route(base, delete_store, methods=["DELETE"]),
+        Route(base + "/search", search_store, methods=["POST"]),
+    ]
+
+
+def _store_file_routes(s: Services) -> list[Route]:
+    """Files of a vector store, and file batches."""
+    store = s.store
+
+    async def attach_file(request: Request) -> Response:
+        """Add a file to a vector store; it is chunked before this returns."""
+        body = await parse_body(request, CreateVectorStoreFile)
+        project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
+        await store.check_vector_stores(project, [vector_store_id])
+        entry = _Entry(body.file_id, body.attributes, body.chunking_strategy)
+        indexed = await _index(store, project, [entry])
+        [record] = await store.attach_files(project, vector_store_id, indexed)
+        return JSONResponse(vector_store_file_object(record))
+
+    def _status_filter(request: Request) -> str | None:
+        status = request.query_params.get("filter") or None
+        if status is not None and status not in _FILE_STATUSES:
+            raise UserError(f"filter must be one of {', '.join(_FILE_STATUSES)}", param="filter")
+        return status
+
+    async def list_store_files(request: Request) -> Response:
+        """List a vector store's files (or one batch's), filtered by status."""
+        page = await store.list_vector_store_files(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            batch_id=request.path_params.get("batch_id"),
+            status=_status_filter(request),
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=request.query_params.get("after") or None,
+            before=request.query_params.get("before") or None,
+        )
+        data = [vector_store_file_object(f) for f in page.data]
+        return JSONResponse(list_envelope(data, page.has_more))
+
+    async def retrieve_store_file(request: Request) -> Response:
+        """A vector store file: its status and last error."""
+        record = await store.get_vector_store_file(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            request.path_params["file_id"],
+        )
+        return JSONResponse(vector_store_file_object(record))
+
+    async def update_store_file(request: Request) -> Response:
+        """Replace a vector store file's attributes."""
+        body = await parse_body(request, UpdateVectorStoreFile)
+        record = await store.update_vector_store_file(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            request.path_params["file_id"],
+            check_attributes(body.attributes),
+        )
+        return JSONResponse(vector_store_file_object(record))
+
+    async def detach_file(request: Request) -> Response:
+        """Remove a file from a vector store (the file stays)."""
+        file_id = request.path_params["file_id"]
+        await store.detach_file(s.project(request), request.path_params["vector_store_id"], file_id)
+        return JSONResponse({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
+
+    async def store_file_content(request: Request) -> Response:
+        """The text a vector store indexed from one of its files."""
+        project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
+        entry = await store.get_vector_store_file(
+            project, vector_store_id, request.path_params["file_id"]
+        )
+        data: list[dict[str, str]] = []
+        if entry.status == "completed":
+            record, content = await store.get_file_content(project, entry.file_id)
+            try:
+                text = await anyio.to_thread.run_sync(extract_text, record.filename, content)
+                data.append({"type": "text", "text": text})
+            except UnsupportedFile:
+                pass
+        return JSONResponse(
+            {
+                "object": "vector_store.file_content.page",
+                "data": data,
+                "has_more": False,
+                "next_page": None,
+            }
+        )
+
+    async def create_batch(request: Request) -> Response:
+        """Add several files to a vector store at once; all are chunked before this returns."""
+        body = await parse_body(request, CreateFileBatch)
+        project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
+        await store.check_vector_stores(project, [vector_store_id])
+        indexed = await _index(store, project, _batch_entries(body))
+        batch = await store.create_file_batch(project, vector_store_id, indexed)
+        return JSONResponse(batch_object(batch))
+
+    async def retrieve_batch(request: Request) -> Response:
+        """A file batch, with the counts of its files by status."""
+        batch = await store.get_file_batch(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            request.path_params["batch_id"],
+        )
+        return JSONResponse(batch_object(batch))
+
+    base = "/vector_stores/{vector_store_id}"
+    batch = base + "/file_batches/{batch_id}"
+    return [
+        Route(base + "/files", attach_file, methods=["POST"]),
+        Route(base + "/files", list_store_files, methods=["GET"]),
+        Route(base + "/files/{file_id}", retrieve_store_file, methods=["GET"]),
+        Route(base + "/files/{file_id}", update_store_file, methods=["POST"]),
+        Route(base + "/files/{file_id}", detach_file, methods=["DELETE"]),
+        Route(base + "/files/{file_id}/content", store_file_content, methods=["GET"]),
+        Route(base + "/file_batches", create_batch, methods=["POST"]),
+        Route(batch, retrieve_batch, methods=["GET"]),
+        # indexing is synchronous: a batch is finished when it is created; cancel is a no-op
+        Route(batch + "/cancel", retrieve_batch, methods=["POST"]),
+        Route(batch + "/files", list_store_files, methods=["GET"]),
+    ]
