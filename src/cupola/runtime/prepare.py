@@ -20,6 +20,7 @@ from cupola.runtime.request import CreateResponse
 from cupola.runtime.response import new_response
 from cupola.store import Store
 from cupola.tools import function_specs, normalize_tools
+from cupola.tools.function import tool_key
 
 _FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -186,11 +187,11 @@ class Preparer:
         definition = agent.definition if agent is not None else {}
 
         tools = normalize_tools(definition.get("tools"), "agent.tools")
-        agent_tool_names = {t["name"] for t in tools}
+        taken = {tool_key(t) for t in tools}
         for tool in normalize_tools(req.tools):
-            if tool["name"] in agent_tool_names:
+            if tool_key(tool) in taken:
                 raise UserError(
-                    f"tool {tool['name']!r} is already defined by the agent", param="tools"
+                    f"tool {tool_key(tool)!r} is already defined by the agent", param="tools"
                 )
             tools.append(tool)
         tool_choice = check_tool_choice(

@@ -45,6 +45,15 @@ def _function_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
+def tool_key(tool: dict[str, Any]) -> str:
+    """What makes a tool entry unique in a list: a function's name, a server tool's label."""
+    if tool["type"] == "function":
+        return str(tool["name"])
+    openapi = tool.get("openapi") or {}
+    label = tool.get("server_label") or openapi.get("name") or tool.get("name") or ""
+    return f"{tool['type']}:{label}"
+
+
 def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
     """Validate a tool list; return it in its echoed wire shape. Names must be unique."""
     if raw is None:
@@ -64,7 +73,7 @@ def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
             from cupola.tools.registry import normalize_server_tool
 
             tool = normalize_server_tool(item, at)
-            key = f"{tool['type']}:{tool.get('server_label') or tool.get('name') or ''}"
+            key = tool_key(tool)
         if key in seen:
             raise UserError(f"{at}: tool {key!r} is declared twice", param=at)
         seen.add(key)

@@ -116,7 +116,7 @@ class ToolEnv:
         if kind == "code_interpreter":
             from cupola.tools.code_interpreter import CodeInterpreterToolset
 
-            return [CodeInterpreterToolset(tool, self.settings.code_interpreter)]
+            return [CodeInterpreterToolset(tool, self.settings.code_interpreter, files=self.store)]
         if kind == "file_search":
             from cupola.tools.file_search import FileSearchToolset
 
