@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
+from cupola.secrets import SecretBox, install_redaction
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
 from cupola.server.routes import (
@@ -27,8 +28,8 @@ from cupola.server.routes import (
     toolboxes,
 )
 from cupola.server.services import Services
+from cupola.server.toolbox_mcp import ToolboxMcp
 from cupola.settings import Settings
-from cupola.secrets import SecretBox, install_redaction
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
 from cupola.tools.registry import ToolEnv, normalize_server_tool
@@ -68,6 +69,7 @@ def build_services(
 def create_app(settings: Settings, services: Services | None = None) -> Any:
     """The cupola ASGI app. The store is migrated when the app starts."""
     s = services or build_services(settings)
+    toolbox_mcp = ToolboxMcp(s)
     openai_routes = [
         *responses.routes(s),
         *conversations.routes(s),
@@ -80,6 +82,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *deployments.routes(s),
         *connections.routes(s),
         *toolboxes.routes(s, normalize_server_tool),
+        Route("/toolboxes/{name}/mcp", toolbox_mcp, methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),
@@ -92,7 +95,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await s.store.open()
         try:
-            yield
+            async with toolbox_mcp.running():
+                yield
         finally:
             await s.runner.aclose()
             await s.tools.aclose()
