@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +31,30 @@ WEATHER_SCRIPT = [
 ]
 
 
+SEARCH_SCRIPT = [
+    ScriptStep(match=r"30 days", reply="Refunds are accepted within 30 days."),
+    ScriptStep(
+        match=r"(?i)refund",
+        tool_calls=[{"name": "file_search", "arguments": {"queries": ["refund policy"]}}],
+    ),
+    ScriptStep(reply="Nothing to search."),
+]
+API_SCRIPT = [
+    ScriptStep(match=r'"plan"', reply="You are on the pro plan."),
+    ScriptStep(match=r"(?i)error|not in tools.allowed_hosts", reply="The call failed."),
+    ScriptStep(match=r"(?i)who am i", tool_calls=[{"name": "accounts_whoAmI", "arguments": {}}]),
+    ScriptStep(reply="Ask me who you are."),
+]
+
+
 def test_deployments() -> list[DeploymentConfig]:
     return [
         DeploymentConfig(name="echo", provider="scripted", mode="echo"),
         DeploymentConfig(
             name="weather-bot", provider="scripted", mode="script", script=WEATHER_SCRIPT
         ),
+        DeploymentConfig(name="searcher", provider="scripted", mode="script", script=SEARCH_SCRIPT),
+        DeploymentConfig(name="api-bot", provider="scripted", mode="script", script=API_SCRIPT),
         DeploymentConfig(name="local-small", provider="embedded"),
         DeploymentConfig(
             name="unreachable",

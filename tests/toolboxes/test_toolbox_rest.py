@@ -105,7 +105,15 @@ def test_list_envelope_pages_with_last_id(http: httpx.Client, unique: str) -> No
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "cannot be in a toolbox"),
         ({"tools": [GITHUB, GITHUB]}, "tools[1]", "unique"),
         ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0]", "exactly one of"),
-        ({"tools": [{"type": "openapi", "openapi": {"name": "w"}}]}, "tools[0].openapi.spec", ""),
+        (
+            {
+                "tools": [
+                    {"type": "openapi", "openapi": {"name": "w", "auth": {"type": "anonymous"}}}
+                ]
+            },
+            "tools[0].openapi.spec",
+            "",
+        ),
         ({"tools": [GITHUB], "metadata": {"k": 1}}, None, "metadata"),
         ({"tools": [GITHUB], "description": "x" * 513}, None, "description"),
         ({"tools": [GITHUB], "skills": [{"type": "skill_reference"}]}, "skills", "skills"),

@@ -23,7 +23,16 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from live_server import LiveServer, make_settings, self_signed_cert, start_server
 
-SPEC: dict[str, Any] = {"openapi": "3.0.0", "info": {"title": "w", "version": "1"}, "paths": {}}
+SPEC: dict[str, Any] = {
+    "openapi": "3.0.0",
+    "info": {"title": "w", "version": "1"},
+    "servers": [{"url": "http://127.0.0.1:9/api"}],
+    "paths": {
+        "/weather": {
+            "get": {"operationId": "getWeather", "responses": {"200": {"description": "ok"}}}
+        }
+    },
+}
 
 
 class StaticToken:
@@ -75,7 +84,12 @@ def test_toolbox_lifecycle(project: AIProjectClient, unique: str) -> None:
     )
     v2 = project.toolboxes.create_version(
         name,
-        tools=[github, weather, CodeInterpreterToolboxTool(), FileSearchToolboxTool()],
+        tools=[
+            github,
+            weather,
+            CodeInterpreterToolboxTool(),
+            FileSearchToolboxTool(vector_store_ids=["vs_docs"]),
+        ],
         description="second",
     )
     assert v2.version == "2"

@@ -46,7 +46,10 @@ class Runner:
         self._background: dict[str, asyncio.Task[None]] = {}
 
     async def prepare(self, project: str, req: CreateResponse) -> Prepared:
-        return await self.preparer.prepare(project, req)
+        prepared = await self.preparer.prepare(project, req)
+        if self.tools is not None and prepared.server_tools:
+            await self.tools.check(prepared.server_tools, project)
+        return prepared
 
     async def create(self, project: str, req: CreateResponse) -> dict[str, Any]:
         """Run a non-streaming request to its end (or start it, when ``background``)."""

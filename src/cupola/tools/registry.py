@@ -94,6 +94,16 @@ class ToolEnv:
             self._pool = McpPool(self.egress)
         return self._pool
 
+    async def check(self, tools: list[dict[str, Any]], project: str) -> None:
+        """Refuse (404) a request whose tools name resources that do not exist, before
+        anything runs: vector stores of file search, toolboxes and their versions."""
+        for tool in tools:
+            if tool["type"] == "file_search":
+                await self.store.check_vector_stores(project, tool["vector_store_ids"])
+            elif tool["type"] == "toolbox":
+                version = int(tool["version"]) if tool.get("version") else None
+                await self.store.get_toolbox_version(project, tool["name"], version)
+
     async def toolsets(self, tools: list[dict[str, Any]], project: str) -> list[Toolset]:
         """Toolsets for a response's server-side tool entries (function tools are skipped)."""
         out: list[Toolset] = []
