@@ -24,7 +24,8 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/cupola serve --apply examples/travel-concierge/agent.yaml
+	$(BIN)/cupola serve \
+	  --apply examples/travel-concierge/toolbox.yaml --apply examples/travel-concierge/agent.yaml
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench examples

@@ -65,20 +65,14 @@ def test_apply_list_show_versions(env: dict[str, str], agent_file: tuple[Path, s
     shown = invoke(env, "agent", "show", name)
     assert shown.exit_code == 0, shown.output
     assert "model:       local-small" in shown.output
-    assert "tool:        get_weather" in shown.output
-    assert "tool:        get_flight_status" in shown.output
-    assert "tool:        get_hotel_info" in shown.output
+    assert "tool:        travel-tools (toolbox)" in shown.output
     assert "Voice output rules" in shown.output  # instructions_file was inlined
 
     as_json = invoke(env, "agent", "show", name, "--json")
     body = json.loads(as_json.output)
     assert body["name"] == name and body["version"] == "1"
     assert body["definition"]["model"] == "local-small"
-    assert [t["name"] for t in body["definition"]["tools"]] == [
-        "get_weather",
-        "get_flight_status",
-        "get_hotel_info",
-    ]
+    assert body["definition"]["tools"] == [{"type": "toolbox", "name": "travel-tools"}]
 
     versions = invoke(env, "agent", "versions", name)
     assert versions.exit_code == 0, versions.output

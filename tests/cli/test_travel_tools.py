@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from cupola.domain.manifest import load_agent_file
+from cupola.domain.toolboxes import load_toolbox_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
 
@@ -93,9 +94,19 @@ def test_answers_are_stable_across_processes() -> None:
     assert len(runs) == 1
 
 
-def test_tools_match_the_agent_file(tools: ModuleType) -> None:
+def test_agent_uses_the_toolbox_of_the_mcp_server() -> None:
     manifest = load_agent_file(EXAMPLE / "agent.yaml")
+    toolbox = load_toolbox_file(EXAMPLE / "toolbox.yaml")
     assert manifest.name == "travel-concierge"
+    assert manifest.definition["tools"] == [{"type": "toolbox", "name": toolbox.name}]
+    (server,) = toolbox.tools
+    assert server["type"] == "mcp" and server["command"] == ["python", "mcp_server.py"]
+    assert Path(server["cwd"]) == EXAMPLE
+
+
+def test_tools_match_the_function_agent_file(tools: ModuleType) -> None:
+    manifest = load_agent_file(EXAMPLE / "agent-functions.yaml")
+    assert manifest.name == "travel-concierge-functions"
     assert manifest.definition["model"] == "local-small"
     assert "Voice output rules" in manifest.definition["instructions"]
     for tool in manifest.definition["tools"]:

@@ -64,7 +64,9 @@ def _describe(version: dict[str, Any]) -> str:
     for key, value in (version.get("metadata") or {}).items():
         lines.append(f"metadata:    {key}={value}")
     for tool in definition.get("tools") or []:
-        label = tool.get("name") or tool.get("type")
+        label = tool.get("name") or tool.get("server_label") or tool.get("type")
+        if tool.get("type") != "function":
+            label = f"{label} ({tool.get('type')})"
         summary = f" - {tool['description']}" if tool.get("description") else ""
         lines.append(f"tool:        {label}{summary}")
     instructions = definition.get("instructions")

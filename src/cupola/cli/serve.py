@@ -8,32 +8,61 @@ import logging
 from pathlib import Path
 
 import click
+import yaml
 
 from cupola.domain.agents import check_definition
 from cupola.domain.manifest import load_agent_file
+from cupola.domain.toolboxes import check_toolbox_tools, load_toolbox_file
 from cupola.settings import CONFIG_FILE, DEFAULT_CONFIG, Settings, load_settings
 from cupola.store import SqlStore
+from cupola.tools.registry import normalize_server_tool
+
+
+def _is_toolbox_file(path: Path) -> bool:
+    """A toolbox file has ``tools`` and no agent ``definition``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # the agent loader reports the problem
+    return isinstance(data, dict) and "tools" in data and "definition" not in data
+
+
+def _apply_toolbox(settings: Settings, store: SqlStore, path: Path) -> str:
+    manifest = load_toolbox_file(path)
+    tools = check_toolbox_tools(manifest.tools, normalize_server_tool)
+    version, created = asyncio.run(
+        store.create_toolbox_version(
+            settings.project, manifest.name, tools, manifest.description, manifest.metadata
+        )
+    )
+    state = "created" if created else "unchanged"
+    return f"toolbox {manifest.name} version {version.version} ({state})"
+
+
+def _apply_agent(settings: Settings, store: SqlStore, path: Path) -> str:
+    manifest = load_agent_file(path)
+    definition = check_definition(manifest.definition)
+    if definition["model"] not in {d.name for d in settings.deployments}:
+        raise click.ClickException(
+            f"{path}: deployment {definition['model']!r} is not in the configuration"
+        )
+    version, created = asyncio.run(
+        store.create_agent_version(
+            settings.project, manifest.name, definition, manifest.description, manifest.metadata
+        )
+    )
+    state = "created" if created else "unchanged"
+    return f"agent {manifest.name} version {version.version} ({state})"
 
 
 def apply_files(settings: Settings, store: SqlStore, files: tuple[Path, ...]) -> list[str]:
-    """Apply agent files straight to the store (used before the server starts)."""
-    names = {d.name for d in settings.deployments}
-    lines = []
-    for path in files:
-        manifest = load_agent_file(path)
-        definition = check_definition(manifest.definition)
-        if definition["model"] not in names:
-            raise click.ClickException(
-                f"{path}: deployment {definition['model']!r} is not in the configuration"
-            )
-        version, created = asyncio.run(
-            store.create_agent_version(
-                settings.project, manifest.name, definition, manifest.description, manifest.metadata
-            )
-        )
-        state = "created" if created else "unchanged"
-        lines.append(f"agent {manifest.name} version {version.version} ({state})")
-    return lines
+    """Apply toolbox and agent files straight to the store before the server starts
+    (toolboxes first, so agents can name them)."""
+    toolboxes = [p for p in files if _is_toolbox_file(p)]
+    agents = [p for p in files if p not in toolboxes]
+    return [_apply_toolbox(settings, store, p) for p in toolboxes] + [
+        _apply_agent(settings, store, p) for p in agents
+    ]
 
 
 def register(cli: click.Group) -> None:
@@ -56,7 +85,7 @@ def register(cli: click.Group) -> None:
         "apply",
         multiple=True,
         type=click.Path(path_type=Path),
-        help="Agent file to apply before serving (repeatable).",
+        help="Agent or toolbox file to apply before serving (repeatable).",
     )
     @click.option(
         "--tls-cert", type=click.Path(exists=True), help="Serve HTTPS with this certificate."

@@ -313,6 +313,16 @@ def _inline_spec_file(tool: dict[str, Any], base: Path, where: str) -> dict[str,
     return {**tool, "openapi": spec}
 
 
+def _resolve_cwd(tool: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A stdio MCP entry's relative ``cwd`` is relative to the toolbox file."""
+    cwd = tool.get("cwd")
+    if tool.get("type") != "mcp" or not tool.get("command") or not isinstance(cwd, str):
+        return tool
+    if Path(cwd).is_absolute():
+        return tool
+    return {**tool, "cwd": str((base / cwd).resolve())}
+
+
 def load_toolbox_file(path: Path) -> ToolboxManifest:
     """Read a toolbox file. Its shape is checked here; its tools are checked by the server
     (which may know more tool types and fields than this client)."""
@@ -334,7 +344,10 @@ def load_toolbox_file(path: Path) -> ToolboxManifest:
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise UserError(f"{path}: 'tools' must be a list of tool mappings")
     where = f"{path}: tools"
-    tools = [_inline_spec_file(t, path.parent, f"{where}[{i}]") for i, t in enumerate(tools)]
+    tools = [
+        _resolve_cwd(_inline_spec_file(t, path.parent, f"{where}[{i}]"), path.parent)
+        for i, t in enumerate(tools)
+    ]
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise UserError(f"{path}: 'metadata' must be a mapping of strings")

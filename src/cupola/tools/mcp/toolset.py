@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from typing import Any
 
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS
@@ -224,9 +225,10 @@ class McpToolset(Toolset):
         tool = self.tool
         if tool.get("command"):
             command = tool["command"]
+            program = sys.executable if command[0] in ("python", "python3") else command[0]
             self._spec = McpServerSpec(
                 self.label,
-                command=command[0],
+                command=program,
                 args=tuple(command[1:]),
                 env=tool.get("env"),
                 cwd=tool.get("cwd"),
