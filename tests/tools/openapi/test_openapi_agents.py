@@ -49,14 +49,17 @@ def test_openapi_tool_uses_the_connection_key(
     assert put.status_code == 200, put.text
     client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
     tool = accounts_tool(weather_spec(fake_api.base_url), connection)
-    response = client.responses.create(model="api-bot", input="Who am I?", tools=[tool])
+    raw = client.responses.with_raw_response.create(
+        model="api-bot", input="Who am I?", tools=[tool]
+    )
+    response = raw.parse()
     assert response.status == "completed", response.error
     call, message = response.output
     assert call.type == "openapi_call"  # type: ignore[comparison-overlap]
     assert response.output_text == "You are on the pro plan."
     assert fake_api.paths("/me")[-1].headers["authorization"] == f"Bearer {API_KEY}"
 
-    seen = [put.text, response.model_dump_json()]
+    seen = [put.text, raw.text]
     seen.append(httpx.get(f"{server.openai_url}/responses/{response.id}").text)
     seen.append(httpx.get(f"{server.project_url}/connections/{connection}").text)
     seen.append(httpx.get(f"{server.project_url}/connections").text)
