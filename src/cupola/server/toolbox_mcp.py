@@ -3,13 +3,16 @@
 (``?version=N`` pins one). Every request resolves the version afresh, so promoting a new
 default changes what the same URL serves, with no client reconfigured.
 
-Tool names are ``<label>__<tool>`` (the label is an MCP server's ``server_label``, an
-OpenAPI tool's name, or the tool type), so two servers' tools never collide.
+Tools keep their own names; a name two entries share is served as ``<label>__<tool>`` for
+each of them (the label is an MCP server's ``server_label``, an OpenAPI tool's name, or the
+tool type), so two servers' tools never collide. An MCP server's answer is passed through
+whole (text, images, audio, embedded resources), and so are its progress notifications.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,10 +28,11 @@ from starlette.requests import Request
 
 from cupola.exceptions import CupolaError, UserError
 from cupola.ids import new_id
-from cupola.models.base import ToolCall
+from cupola.models.base import FunctionSpec, ToolCall
 from cupola.server.middleware import Receive, Scope, Send
 from cupola.server.services import Services
 from cupola.tools.base import ToolContext, Toolset
+from cupola.tools.mcp.client import McpResult, Progress
 from cupola.tools.registry import render_item
 
 log = logging.getLogger("cupola.toolbox")
@@ -47,7 +51,7 @@ class ToolboxMcp:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
-        self.manager = StreamableHTTPSessionManager(self.server, stateless=True, json_response=True)
+        self.manager = StreamableHTTPSessionManager(self.server, stateless=True)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -86,13 +90,8 @@ class ToolboxMcp:
         toolsets, _ = await self._guarded(ctx)
         try:
             tools = [
-                types.Tool(
-                    name=f"{toolset.label}{SEPARATOR}{spec.name}",
-                    description=spec.description,
-                    input_schema=spec.parameters,
-                )
-                for toolset in toolsets
-                for spec in toolset.functions()
+                types.Tool(name=name, description=spec.description, input_schema=spec.parameters)
+                for name, (_toolset, spec) in served_names(toolsets).items()
             ]
         finally:
             await _close(toolsets)
@@ -103,24 +102,27 @@ class ToolboxMcp:
     ) -> types.CallToolResult:
         toolsets, tool_ctx = await self._guarded(ctx)
         try:
-            label, _, tool_name = params.name.partition(SEPARATOR)
-            match = next(
-                (
-                    t
-                    for t in toolsets
-                    if t.label == label and any(f.name == tool_name for f in t.functions())
-                ),
-                None,
-            )
-            if match is None:
+            found = served_names(toolsets).get(params.name)
+            if found is None:
                 return _error(f"unknown tool {params.name!r}")
+            toolset, spec = found
+            results: list[McpResult] = []
             arguments = orjson.dumps(params.arguments or {}).decode()
-            item = await match.run(ToolCall(new_id("call"), tool_name, arguments), tool_ctx)
+            item = await toolset.run(
+                ToolCall(new_id("call"), spec.name, arguments),
+                tool_ctx,
+                on_result=results.append,
+                progress=_progress_forwarder(ctx, params),
+            )
         finally:
             await _close(toolsets)
+        failed = item.get("status") == "failed" or bool(item.get("error"))
+        if results and results[0].content:  # an MCP server's own answer, passed through
+            return types.CallToolResult.model_validate(
+                {"content": results[0].content, "isError": results[0].is_error}
+            )
         rendered = render_item(item)
         text = rendered.output if rendered is not None else str(item.get("error") or "")
-        failed = item.get("status") == "failed" or bool(item.get("error"))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], is_error=failed
         )
@@ -132,6 +134,31 @@ class ToolboxMcp:
             return await self._toolsets(ctx)
         except CupolaError as exc:  # unknown toolbox or version, bad ?version=
             raise MCPError(INVALID_PARAMS, exc.message) from None
+
+
+def served_names(toolsets: list[Toolset]) -> dict[str, tuple[Toolset, FunctionSpec]]:
+    """Each tool under its served name: its own, or ``<label>__<name>`` when shared."""
+    offered = [(t, spec) for t in toolsets for spec in t.functions()]
+    counts = Counter(spec.name for _, spec in offered)
+    return {
+        (spec.name if counts[spec.name] == 1 else f"{t.label}{SEPARATOR}{spec.name}"): (t, spec)
+        for t, spec in offered
+    }
+
+
+def _progress_forwarder(
+    ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+) -> Progress | None:
+    """Relays the upstream server's progress to the caller, under the caller's token."""
+    meta: Any = ctx.meta or params.meta or {}
+    token = meta.get("progress_token") or meta.get("progressToken")
+    if token is None:
+        return None
+
+    async def forward(progress: float, total: float | None, message: str | None) -> None:
+        await ctx.session.report_progress(progress, total, message)
+
+    return forward
 
 
 def _error(message: str) -> types.CallToolResult:

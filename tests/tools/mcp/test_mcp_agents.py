@@ -199,17 +199,21 @@ def test_toolbox_endpoint_follows_the_default_version(
 ) -> None:
     name = f"travel-{unique}"
     base = server.project_url
+    suite = {
+        "type": "mcp",
+        "server_label": "suite",
+        "command": [sys.executable, str(Path(__file__).with_name("conformance_server.py"))],
+        "require_approval": "never",
+    }
     v1 = {"tools": [travel(travel_url)]}
-    v2 = {"tools": [{**travel(travel_url), "server_label": "concierge"}]}
-    assert httpx.post(f"{base}/toolboxes/{name}/versions", json=v1).status_code == 200
-    assert httpx.post(f"{base}/toolboxes/{name}/versions", json=v2).status_code == 200
+    v2 = {"tools": [travel(travel_url), suite]}
+    v3 = {"tools": [travel(travel_url), {**travel(travel_url), "server_label": "concierge"}]}
+    for body in (v1, v2, v3):
+        assert httpx.post(f"{base}/toolboxes/{name}/versions", json=body).status_code == 200
     url = f"{base}/toolboxes/{name}/mcp"
-    assert mcp_session_call(url) == [
-        "travel__get_flight_status",
-        "travel__get_hotel_info",
-        "travel__get_weather",
-    ]
-    result = mcp_session_call(url, "travel__get_weather", {"city": "Tokyo"})
+    travel_names = ["get_flight_status", "get_hotel_info", "get_weather"]
+    assert mcp_session_call(url) == travel_names
+    result = mcp_session_call(url, "get_weather", {"city": "Tokyo"})
     assert not result.is_error and json.loads(result.content[0].text)["city"] == "Tokyo"
 
     agent = f"agent-{unique}"
@@ -220,14 +224,20 @@ def test_toolbox_endpoint_follows_the_default_version(
     assert r.status_code == 200, r.text
     ref = {"agent_reference": {"name": agent}}
     before = client.responses.create(input="weather in Tokyo?", extra_body=ref)
-    assert before.output[1].server_label == "travel"  # type: ignore[union-attr]
+    assert [i.type for i in before.output] == ["mcp_list_tools", "mcp_call", "message"]
 
-    patched = httpx.patch(f"{base}/toolboxes/{name}", json={"default_version": "2"})
-    assert patched.status_code == 200
-    assert mcp_session_call(url)[0] == "concierge__get_flight_status"
-    assert mcp_session_call(f"{url}?version=1")[0] == "travel__get_flight_status"
+    assert httpx.patch(f"{base}/toolboxes/{name}", json={"default_version": "2"}).status_code == 200
+    served = mcp_session_call(url)
+    assert set(travel_names) < set(served) and "test_simple_text" in served
+    assert mcp_session_call(f"{url}?version=1") == travel_names  # pinned
     after = client.responses.create(input="weather in Tokyo?", extra_body=ref)
-    assert after.output[1].server_label == "concierge"  # no agent redeployed  # type: ignore[union-attr]
+    listed = {i.server_label for i in after.output if i.type == "mcp_list_tools"}  # type: ignore[union-attr]
+    assert listed == {"travel", "suite"}  # the agent got version 2 with no redeploy
+
+    # Two servers offering the same tool: both are served, each under its label.
+    both = mcp_session_call(f"{url}?version=3")
+    assert "travel__get_weather" in both and "concierge__get_weather" in both
+    assert "get_weather" not in both
 
     unknown = mcp_session_call(url, "nope__tool", {})
     assert unknown.is_error

@@ -1,6 +1,8 @@
 """The toolbox endpoint against the MCP conformance suite (npm @modelcontextprotocol/conformance,
-installed by `make test`): the lifecycle and tools scenarios that apply to a toolbox serving
-another server's text tools."""
+installed by `make test`). The toolbox bundles conformance_server.py, which implements the
+tools the scenarios call, so each scenario goes client -> cupola toolbox endpoint -> that MCP
+server and back. Not covered: the scenarios needing server-to-client requests or logging
+relayed through the proxy (tools-call-with-logging, -sampling, -elicitation)."""
 
 from __future__ import annotations
 
@@ -15,19 +17,25 @@ from live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFORMANCE = ROOT / ".venv" / "conformance" / "node_modules" / ".bin" / "conformance"
-TRAVEL = [sys.executable, str(ROOT / "examples" / "travel-concierge" / "mcp_server.py")]
+SERVER = [sys.executable, str(Path(__file__).with_name("conformance_server.py"))]
 SCENARIOS = [
     "server-initialize",
     "ping",
     "tools-list",
     "tools-call-simple-text",
+    "tools-call-image",
+    "tools-call-audio",
+    "tools-call-embedded-resource",
+    "tools-call-mixed-content",
     "tools-call-error",
+    "tools-call-with-progress",
+    "json-schema-2020-12",
 ]
 
 
 @pytest.fixture(scope="module")
 def toolbox_url(server: LiveServer) -> str:
-    tool = {"type": "mcp", "server_label": "travel", "command": TRAVEL, "require_approval": "never"}
+    tool = {"type": "mcp", "server_label": "suite", "command": SERVER, "require_approval": "never"}
     r = httpx.post(f"{server.project_url}/toolboxes/conformance/versions", json={"tools": [tool]})
     assert r.status_code == 200, r.text
     return f"{server.project_url}/toolboxes/conformance/mcp"

@@ -15,11 +15,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CallToolResult,
@@ -51,6 +52,10 @@ __all__ = ["McpError", "McpPool", "McpResult", "McpServerSpec", "McpTool"]
 _MAX_PAGES = 100
 _SETTLE = 1.0
 """How long to wait for a lost session's owner to record why it ended."""
+
+
+Progress: TypeAlias = ProgressFnT
+"""Receives (progress, total, message) of a call's progress notifications."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,14 +214,16 @@ class McpPool:
         name: str,
         arguments: dict[str, Any],
         timeout: float,  # noqa: ASYNC109 - the deadline becomes an McpError
+        progress: Progress | None = None,
     ) -> McpResult:
         """Call a tool within ``timeout`` seconds (connecting included). A tool that fails
         returns a result with ``is_error``; a server that cannot be used raises
-        :class:`McpError` (or ``EgressDenied`` for a URL the egress policy refuses)."""
+        :class:`McpError` (or ``EgressDenied`` for a URL the egress policy refuses).
+        ``progress`` receives the server's progress notifications for this call."""
         self._check(spec)
         try:
             with anyio.fail_after(timeout):
-                return await self._call(spec, name, arguments)
+                return await self._call(spec, name, arguments, progress)
         except TimeoutError:
             raise timeout_error(spec.label, timeout, f"running tool '{name}'") from None
 
@@ -306,14 +313,20 @@ class McpPool:
                 raise invalid_answer(spec.label, exc, "listing tools") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call(self, spec: McpServerSpec, name: str, arguments: dict[str, Any]) -> McpResult:
+    async def _call(
+        self,
+        spec: McpServerSpec,
+        name: str,
+        arguments: dict[str, Any],
+        progress: Progress | None = None,
+    ) -> McpResult:
         for attempt in range(2):
             got = await self._client(spec, attempt)
             if got is None:
                 continue
             session, client = got
             try:
-                raw = await client.call_tool(name, arguments)
+                raw = await client.call_tool(name, arguments, progress_callback=progress)
             except MCPError as exc:
                 what = f"running tool '{name}'"
                 if not lost(session, exc):

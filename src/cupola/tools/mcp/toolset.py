@@ -206,10 +206,17 @@ class McpToolset(Toolset):
         settings = self._pool.settings
         try:
             result = await self._pool.call_tool(
-                await self._server(), call.name, arguments, settings.timeout_seconds
+                await self._server(),
+                call.name,
+                arguments,
+                settings.timeout_seconds,
+                progress=extra.get("progress"),
             )
         except Exception as exc:
             return self._failed(item, self._error_object(exc))
+        on_result = extra.get("on_result")
+        if on_result is not None:  # the toolbox endpoint passes the server's content through
+            on_result(result)
         if result.is_error:
             content = json.loads(self._scrub(json.dumps(result.content)))
             return self._failed(item, {"type": "mcp_tool_execution_error", "content": content})
