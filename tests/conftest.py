@@ -9,8 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.ai.projects import AIProjectClient
 
-from live_server import LiveServer, make_settings, postgres_database, start_server
+from live_server import (
+    LiveServer,
+    StaticToken,
+    make_settings,
+    postgres_database,
+    self_signed_cert,
+    start_server,
+)
 
 POSTGRES_URL = os.environ.get("CUPOLA_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -42,3 +50,25 @@ def server(database_url: str) -> Iterator[LiveServer]:
 def unique() -> str:
     """A short random suffix so tests sharing a server never collide on names."""
     return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def tls(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, Path]]:
+    """A live server over HTTPS (azure-ai-projects sends tokens only over TLS) and the path
+    of its self-signed certificate."""
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    live = start_server(make_settings(database_url), ssl_certfile=str(cert), ssl_keyfile=str(key))
+    yield live, cert
+    live.stop()
+
+
+@pytest.fixture
+def project(tls: tuple[LiveServer, Path]) -> Iterator[AIProjectClient]:
+    """An AIProjectClient on the HTTPS server, with a static token credential."""
+    live, cert = tls
+    with AIProjectClient(
+        endpoint=live.project_url, credential=StaticToken(), connection_verify=str(cert)
+    ) as client:
+        yield client

@@ -144,6 +144,15 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+class StaticToken:
+    """A TokenCredential that always returns the same token (for azure-ai-projects)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("static-test-token", int(time.time()) + 3600)
+
+
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1/localhost and its key, for HTTPS test servers."""
     import datetime

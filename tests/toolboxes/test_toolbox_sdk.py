@@ -3,9 +3,6 @@ sends bearer tokens only over TLS), with a static token credential."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +15,7 @@ from azure.ai.projects.models import (
     OpenApiFunctionDefinition,
     OpenApiToolboxTool,
 )
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
-from live_server import LiveServer, make_settings, self_signed_cert, start_server
 
 SPEC: dict[str, Any] = {
     "openapi": "3.0.0",
@@ -33,32 +27,6 @@ SPEC: dict[str, Any] = {
         }
     },
 }
-
-
-class StaticToken:
-    """A TokenCredential that always returns the same token."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("static-test-token", int(time.time()) + 3600)
-
-
-@pytest.fixture(scope="module")
-def tls(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, Path]]:
-    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
-    live = start_server(make_settings(database_url), ssl_certfile=str(cert), ssl_keyfile=str(key))
-    yield live, cert
-    live.stop()
-
-
-@pytest.fixture
-def project(tls: tuple[LiveServer, Path]) -> Iterator[AIProjectClient]:
-    live, cert = tls
-    with AIProjectClient(
-        endpoint=live.project_url, credential=StaticToken(), connection_verify=str(cert)
-    ) as client:
-        yield client
 
 
 def test_toolbox_lifecycle(project: AIProjectClient, unique: str) -> None:
