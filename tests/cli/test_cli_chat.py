@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -171,3 +173,30 @@ def test_chat_function_that_raises_is_reported_to_the_agent(
     result = invoke(env, "chat", name, "--functions", str(tools), "-m", "weather in Tokyo?")
     assert result.exit_code == 0, result.output
     assert '← {"error": "RuntimeError: station offline"}' in result.stdout
+
+
+def test_chat_shows_the_tool_calls_the_platform_runs(server: LiveServer, unique: str) -> None:
+    """An agent whose tools run on the platform (an MCP server over stdio): the chat shows
+    each call and its result, then the reply."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
+    tool = {
+        "type": "mcp",
+        "server_label": "travel",
+        "command": [sys.executable, str(example / "mcp_server.py")],
+        "require_approval": "never",
+    }
+    agent = f"mcp-chat-{unique}"
+    r = httpx.post(
+        f"{server.project_url}/agents/{agent}/versions",
+        json={"definition": {"model": "weather-bot", "tools": [tool]}},
+    )
+    assert r.status_code == 200, r.text
+    result = CliRunner().invoke(
+        cli,
+        ["chat", agent, "-m", "What is the weather in Tokyo?"],
+        env={"CUPOLA_ENDPOINT": server.url},
+    )
+    assert result.exit_code == 0, result.output
+    assert "⇢ travel: get_weather(city='Tokyo')" in result.output
+    assert '"temperature_c": 20' in result.output
+    assert result.output.rstrip().endswith("It is sunny in Tokyo, twenty degrees.")

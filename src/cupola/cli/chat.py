@@ -57,6 +57,27 @@ def _one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _server_call(item: dict[str, Any]) -> str | None:
+    """A tool call the platform ran, as the chat shows it (None for other items)."""
+    kind = item.get("type")
+    if kind == "mcp_call":
+        try:
+            args = json.loads(item.get("arguments") or "{}")
+        except ValueError:
+            args = {}
+        call = _call_text(str(item.get("name")), args if isinstance(args, dict) else {})
+        error = item.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            return f"⇢ {item.get('server_label')}: {call}\n⇠ error: {_one_line(str(message))}"
+        return f"⇢ {item.get('server_label')}: {call}\n⇠ {_one_line(str(item.get('output')))}"
+    if kind == "mcp_approval_request":
+        return f"⇢ {item.get('server_label')}: {item.get('name')} waits for approval"
+    if kind in ("code_interpreter_call", "file_search_call", "openapi_call"):
+        return f"⇢ {kind.removesuffix('_call').replace('_', ' ')} ({item.get('status')})"
+    return None
+
+
 def _reply_text(response: dict[str, Any]) -> str:
     return "".join(
         str(part.get("text", ""))
@@ -154,6 +175,13 @@ class ChatSession:
                     if delta:
                         click.echo(delta, nl=False)
                         at_line_start = delta.endswith("\n")
+                elif kind == "response.output_item.done":
+                    shown = _server_call(event.get("item") or {})
+                    if shown:
+                        if not at_line_start:
+                            click.echo()
+                        click.secho(shown, dim=True)
+                        at_line_start = True
                 elif kind in ("response.completed", "response.incomplete", "response.failed"):
                     final = event.get("response") or {}
                 elif kind == "error":
