@@ -7,15 +7,24 @@ The store keeps what indexing produced; it never parses or ranks text itself
 
 from __future__ import annotations
 
-import secrets
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from cupola.domain import Page
+from cupola.domain.files import (
+    Attributes,
+    FileBatchRecord,
+    FileCounts,
+    FileError,
+    FileRecord,
+    IndexedFile,
+    StoredChunk,
+    VectorStoreFileRecord,
+    VectorStoreRecord,
+    sortable_id,
+)
 from cupola.exceptions import NotFound
 from cupola.ids import now
 from cupola.store.base import SqlBase, page_of, paginate
@@ -26,94 +35,6 @@ from cupola.store.tables import (
     vector_store_files,
     vector_stores,
 )
-
-Attributes = dict[str, str | float | bool]
-"""A vector store file's attributes: up to 16 keys, values strings, numbers or booleans."""
-
-
-def sortable_id(prefix: str) -> str:
-    """``<prefix><32 hex>``, in creation order (nanosecond clock first, then randomness), so
-    ids paginate the way objects were created."""
-    return f"{prefix}{time.time_ns():016x}{secrets.token_hex(8)}"
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    id: str
-    filename: str
-    purpose: str
-    bytes: int
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileCounts:
-    in_progress: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    total: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class VectorStoreRecord:
-    id: str
-    name: str | None
-    metadata: dict[str, str]
-    created_at: int
-    last_active_at: int | None
-    file_counts: FileCounts
-    usage_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileError:
-    code: str
-    """``server_error``, ``unsupported_file`` or ``invalid_file``."""
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class VectorStoreFileRecord:
-    vector_store_id: str
-    file_id: str
-    status: str
-    """``completed`` or ``failed`` (indexing is synchronous)."""
-    last_error: FileError | None
-    attributes: Attributes
-    usage_bytes: int
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileBatchRecord:
-    id: str
-    vector_store_id: str
-    created_at: int
-    file_counts: FileCounts
-
-
-@dataclass(slots=True)
-class IndexedFile:
-    """A file prepared for a vector store: its chunks, or why it has none."""
-
-    file_id: str
-    attributes: Attributes = field(default_factory=dict)
-    chunks: list[str] = field(default_factory=list)
-    usage_bytes: int = 0
-    error: FileError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    """One chunk of a completed vector store file, with what a search result shows."""
-
-    vector_store_id: str
-    file_id: str
-    filename: str
-    attributes: Attributes
-    position: int
-    text: str
 
 
 def _file(row: sa.Row[Any]) -> FileRecord:

@@ -16,11 +16,12 @@ from typing import Any, TypeGuard
 import anyio.to_thread
 import orjson
 
+from cupola.domain.files import Attributes, FileError, IndexedFile, StoredChunk
 from cupola.domain.records import Item
 from cupola.exceptions import CupolaError, UserError
 from cupola.ids import new_id
 from cupola.models.base import FunctionSpec, ToolCall
-from cupola.store.files import Attributes, FileError, FileStore, IndexedFile, StoredChunk
+from cupola.store.files import FileStore
 from cupola.tools.base import Rendered, ToolContext, Toolset
 from cupola.tools.ranking import ChunkingStrategy, UnsupportedFile, chunk_text, extract_text, rank
 

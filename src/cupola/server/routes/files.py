@@ -15,19 +15,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.exceptions import PayloadTooLarge, UserError
-from cupola.runtime.request import Metadata
-from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
-from cupola.server.services import Services
-from cupola.store.files import (
+from cupola.domain.files import (
     FileBatchRecord,
     FileCounts,
     FileRecord,
-    FileStore,
     IndexedFile,
     VectorStoreFileRecord,
     VectorStoreRecord,
 )
+from cupola.exceptions import PayloadTooLarge, UserError
+from cupola.runtime.request import Metadata
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.services import Services
+from cupola.store.files import FileStore
 from cupola.tools.file_search import (
     DEFAULT_MAX_RESULTS,
     MAX_QUERIES,
