@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from cupola.domain import AgentVersion, Page
@@ -13,17 +11,7 @@ from cupola.exceptions import NotFound
 from cupola.ids import now
 from cupola.store.base import SqlBase, page_of, paginate
 from cupola.store.tables import agent_versions, agents
-
-
-def content_hash(
-    definition: dict[str, Any], description: str | None, metadata: dict[str, str]
-) -> str:
-    """The identity of a version's content: applying identical content again reuses it."""
-    canonical = orjson.dumps(
-        {"definition": definition, "description": description, "metadata": metadata},
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(canonical).hexdigest()
+from cupola.store.versions import content_hash, reserve_number, same_content
 
 
 def _version(row: sa.Row[Any]) -> AgentVersion:
@@ -71,35 +59,11 @@ class AgentStore(SqlBase):
         digest = content_hash(definition, description, meta)
 
         def run(conn: sa.Connection) -> tuple[AgentVersion, bool]:
-            same = conn.execute(
-                sa.select(agent_versions).where(
-                    agent_versions.c.project == project,
-                    agent_versions.c.name == name,
-                    agent_versions.c.content_hash == digest,
-                )
-            ).first()
+            same = same_content(conn, agent_versions, project, name, digest)
             if same is not None:
                 return _version(same), False
             created = now()
-            counter = conn.execute(
-                sa.select(agents.c.next_version)
-                .where(agents.c.project == project, agents.c.name == name)
-                .with_for_update()
-            ).scalar()
-            if counter is None:
-                number = 1
-                conn.execute(
-                    agents.insert().values(
-                        project=project, name=name, next_version=2, created_at=created
-                    )
-                )
-            else:
-                number = counter
-                conn.execute(
-                    agents.update()
-                    .where(agents.c.project == project, agents.c.name == name)
-                    .values(next_version=number + 1)
-                )
+            number = reserve_number(conn, agents, project, name, first={"created_at": created})
             values = dict(
                 project=project,
                 name=name,

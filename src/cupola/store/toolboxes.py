@@ -15,9 +15,9 @@ from cupola.domain import Page
 from cupola.domain.toolboxes import Toolbox, ToolboxVersion
 from cupola.exceptions import NotFound, UserError
 from cupola.ids import now
-from cupola.store.agents import content_hash
 from cupola.store.base import SqlBase, page_of, paginate
 from cupola.store.tables import toolbox_versions, toolboxes
+from cupola.store.versions import content_hash, reserve_number, same_content
 
 
 def _version(row: sa.Row[Any]) -> ToolboxVersion:
@@ -122,36 +122,18 @@ class ToolboxStore(SqlBase):
         digest = content_hash({"tools": tools}, description, meta)
 
         def run(conn: sa.Connection) -> tuple[ToolboxVersion, bool]:
-            same = conn.execute(
-                sa.select(toolbox_versions).where(
-                    toolbox_versions.c.project == project,
-                    toolbox_versions.c.name == name,
-                    toolbox_versions.c.content_hash == digest,
-                )
-            ).first()
+            same = same_content(conn, toolbox_versions, project, name, digest)
             if same is not None:
                 return _version(same), False
             created = now()
-            counter = conn.execute(
-                sa.select(toolboxes.c.next_version)
-                .where(toolboxes.c.project == project, toolboxes.c.name == name)
-                .with_for_update()
-            ).scalar()
-            if counter is None:
-                number = 1
-                conn.execute(
-                    toolboxes.insert().values(
-                        project=project,
-                        name=name,
-                        default_version=1,
-                        next_version=2,
-                        created_at=created,
-                        updated_at=created,
-                    )
-                )
-            else:
-                number = counter
-                _touch(conn, project, name, next_version=number + 1)
+            number = reserve_number(
+                conn,
+                toolboxes,
+                project,
+                name,
+                first={"default_version": 1, "created_at": created, "updated_at": created},
+                bump={"updated_at": created},
+            )
             version = ToolboxVersion(
                 name=name,
                 version=number,
