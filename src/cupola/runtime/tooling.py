@@ -4,6 +4,8 @@ and how a finished tool item is fed back to the model."""
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Collection
 
 from cupola.domain.records import Item
 from cupola.exceptions import UserError
@@ -25,34 +27,40 @@ def add_usage(a: Usage, b: Usage) -> Usage:
     )
 
 
-class ServerFunctions:
-    """The functions a response's toolsets offer, under names unique in the response: a
-    name already taken (by a client function or another toolset) gets its toolset's label
-    as a prefix."""
+SEPARATOR = "__"
 
-    def __init__(self, toolsets: list[Toolset], taken: set[str]) -> None:
+
+class ServerFunctions:
+    """The functions toolsets offer, each under a name unique among them: its own name, or
+    ``<label>__<name>`` for every toolset sharing it (or sharing it with a name already
+    ``taken``, such as a client function). The agent loop and the toolbox endpoint both
+    name tools this way."""
+
+    def __init__(self, toolsets: list[Toolset], taken: Collection[str] = ()) -> None:
         self.specs: list[FunctionSpec] = []
-        self._owner: dict[str, tuple[Toolset, str]] = {}
+        """The offered functions, under their served names."""
+        self._owner: dict[str, tuple[Toolset, FunctionSpec]] = {}
         self._labels = {t.label: t for t in toolsets}
-        used = set(taken)
-        for toolset in toolsets:
-            for spec in toolset.functions():
-                name = spec.name
-                if name in used:
-                    name = _UNSAFE.sub("_", f"{toolset.label}_{spec.name}")[:64]
-                used.add(name)
-                self._owner[name] = (toolset, spec.name)
-                self.specs.append(
-                    FunctionSpec(name, spec.description, spec.parameters, spec.strict)
-                )
+        offered = [(t, spec) for t in toolsets for spec in t.functions()]
+        counts = Counter(spec.name for _, spec in offered)
+        for toolset, spec in offered:
+            name = spec.name
+            if counts[name] > 1 or name in taken:
+                name = _UNSAFE.sub("_", f"{toolset.label}{SEPARATOR}{spec.name}")[:64]
+            self._owner[name] = (toolset, spec)
+            self.specs.append(FunctionSpec(name, spec.description, spec.parameters, spec.strict))
+
+    def get(self, name: str) -> tuple[Toolset, FunctionSpec] | None:
+        """The toolset serving ``name`` and the tool's own spec."""
+        return self._owner.get(name)
 
     def owns(self, name: str | None) -> bool:
         return name is not None and name in self._owner
 
     def resolve(self, call: ToolCall) -> tuple[Toolset, ToolCall]:
         """The toolset of a call, and the call under the tool's own name."""
-        toolset, raw_name = self._owner[call.name]
-        return toolset, ToolCall(call.call_id, raw_name, call.arguments)
+        toolset, spec = self._owner[call.name]
+        return toolset, ToolCall(call.call_id, spec.name, call.arguments)
 
     def by_label(self, label: str) -> Toolset:
         toolset = self._labels.get(label)

@@ -12,7 +12,6 @@ whole (text, images, audio, embedded resources), and so are its progress notific
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,7 +27,8 @@ from starlette.requests import Request
 
 from cupola.exceptions import CupolaError, UserError
 from cupola.ids import new_id
-from cupola.models.base import FunctionSpec, ToolCall
+from cupola.models.base import ToolCall
+from cupola.runtime.tooling import ServerFunctions
 from cupola.server.middleware import Receive, Scope, Send
 from cupola.server.services import Services
 from cupola.tools.base import ToolContext, Toolset
@@ -36,7 +36,6 @@ from cupola.tools.mcp.client import McpResult, Progress
 from cupola.tools.registry import render_item
 
 log = logging.getLogger("cupola.toolbox")
-SEPARATOR = "__"
 
 
 class ToolboxMcp:
@@ -90,8 +89,10 @@ class ToolboxMcp:
         toolsets, _ = await self._guarded(ctx)
         try:
             tools = [
-                types.Tool(name=name, description=spec.description, input_schema=spec.parameters)
-                for name, (_toolset, spec) in served_names(toolsets).items()
+                types.Tool(
+                    name=spec.name, description=spec.description, input_schema=spec.parameters
+                )
+                for spec in ServerFunctions(toolsets).specs
             ]
         finally:
             await _close(toolsets)
@@ -102,7 +103,7 @@ class ToolboxMcp:
     ) -> types.CallToolResult:
         toolsets, tool_ctx = await self._guarded(ctx)
         try:
-            found = served_names(toolsets).get(params.name)
+            found = ServerFunctions(toolsets).get(params.name)
             if found is None:
                 return _error(f"unknown tool {params.name!r}")
             toolset, spec = found
@@ -134,16 +135,6 @@ class ToolboxMcp:
             return await self._toolsets(ctx)
         except CupolaError as exc:  # unknown toolbox or version, bad ?version=
             raise MCPError(INVALID_PARAMS, exc.message) from None
-
-
-def served_names(toolsets: list[Toolset]) -> dict[str, tuple[Toolset, FunctionSpec]]:
-    """Each tool under its served name: its own, or ``<label>__<name>`` when shared."""
-    offered = [(t, spec) for t in toolsets for spec in t.functions()]
-    counts = Counter(spec.name for _, spec in offered)
-    return {
-        (spec.name if counts[spec.name] == 1 else f"{t.label}{SEPARATOR}{spec.name}"): (t, spec)
-        for t, spec in offered
-    }
 
 
 def _progress_forwarder(
