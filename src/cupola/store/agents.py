@@ -11,7 +11,7 @@ from cupola.exceptions import NotFound
 from cupola.ids import now
 from cupola.store.base import SqlBase, page_of, paginate
 from cupola.store.tables import agent_versions, agents
-from cupola.store.versions import content_hash, reserve_number, same_content
+from cupola.store.versions import content_hash, reserve_number, same_content, version_page
 
 
 def _version(row: sa.Row[Any]) -> AgentVersion:
@@ -122,13 +122,11 @@ class AgentStore(SqlBase):
     ) -> Page[AgentVersion]:
         def run(conn: sa.Connection) -> Page[AgentVersion]:
             _find(conn, project, name, None)
-            query = sa.select(agent_versions).where(
-                agent_versions.c.project == project, agent_versions.c.name == name
-            )
-            rows, more = paginate(
+            rows, more = version_page(
                 conn,
-                query,
-                agent_versions.c.version,
+                agent_versions,
+                project,
+                name,
                 limit=limit,
                 order=order,
                 after=after,

@@ -17,7 +17,7 @@ from cupola.exceptions import NotFound, UserError
 from cupola.ids import now
 from cupola.store.base import SqlBase, page_of, paginate
 from cupola.store.tables import toolbox_versions, toolboxes
-from cupola.store.versions import content_hash, reserve_number, same_content
+from cupola.store.versions import content_hash, reserve_number, same_content, version_page
 
 
 def _version(row: sa.Row[Any]) -> ToolboxVersion:
@@ -208,13 +208,11 @@ class ToolboxStore(SqlBase):
 
         def run(conn: sa.Connection) -> Page[ToolboxVersion]:
             _toolbox_row(conn, project, name)
-            query = sa.select(toolbox_versions).where(
-                toolbox_versions.c.project == project, toolbox_versions.c.name == name
-            )
-            rows, more = paginate(
+            rows, more = version_page(
                 conn,
-                query,
-                toolbox_versions.c.version,
+                toolbox_versions,
+                project,
+                name,
                 limit=limit,
                 order=order,
                 after=after,

@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from cupola.store.base import paginate
+
 
 def content_hash(content: dict[str, Any], description: str | None, metadata: dict[str, str]) -> str:
     """The identity of a version's content: applying identical content again reuses it."""
@@ -57,3 +59,21 @@ def reserve_number(
         .values(next_version=counter + 1, **(bump or {}))
     )
     return int(counter)
+
+
+def version_page(
+    conn: sa.Connection,
+    versions: sa.Table,
+    project: str,
+    name: str,
+    *,
+    limit: int,
+    order: str,
+    after: int | None,
+    before: int | None,
+) -> tuple[list[sa.Row[Any]], bool]:
+    """One page of ``name``'s versions, by number."""
+    query = sa.select(versions).where(versions.c.project == project, versions.c.name == name)
+    return paginate(
+        conn, query, versions.c.version, limit=limit, order=order, after=after, before=before
+    )
