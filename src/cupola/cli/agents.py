@@ -14,7 +14,7 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
-from cupola.cli.output import print_table, when
+from cupola.cli.output import print_table, version_lines, when
 from cupola.domain.manifest import load_agent_file
 from cupola.exceptions import NotFound
 
@@ -53,16 +53,7 @@ def apply_file(client: CupolaClient, path: Path) -> str:
 
 def _describe(version: dict[str, Any]) -> str:
     definition = version.get("definition") or {}
-    lines = [
-        f"name:        {version.get('name')}",
-        f"version:     {version.get('version')}",
-        f"model:       {definition.get('model', '-')}",
-        f"created:     {when(version.get('created_at'))}",
-    ]
-    if version.get("description"):
-        lines.append(f"description: {version['description']}")
-    for key, value in (version.get("metadata") or {}).items():
-        lines.append(f"metadata:    {key}={value}")
+    lines = version_lines(version, model=str(definition.get("model", "-")))
     for tool in definition.get("tools") or []:
         label = tool.get("name") or tool.get("server_label") or tool.get("type")
         if tool.get("type") != "function":

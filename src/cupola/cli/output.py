@@ -32,3 +32,21 @@ def print_table(columns: list[str], rows: list[list[str]], empty: str) -> None:
         tail = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
         table.add_row(*row[:-1], tail)
     console.print(table)
+
+
+def version_lines(
+    version: dict[str, Any], *, marker: str = "", model: str | None = None
+) -> list[str]:
+    """The head of ``show`` for an agent or toolbox version: name, number, dates, metadata."""
+    lines = [
+        f"name:        {version.get('name')}",
+        f"version:     {version.get('version')}{marker}",
+    ]
+    if model is not None:
+        lines.append(f"model:       {model}")
+    lines.append(f"created:     {when(version.get('created_at'))}")
+    if version.get("description"):
+        lines.append(f"description: {version['description']}")
+    for key, value in (version.get("metadata") or {}).items():
+        lines.append(f"metadata:    {key}={value}")
+    return lines

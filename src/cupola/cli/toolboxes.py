@@ -15,7 +15,7 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
-from cupola.cli.output import print_table, when
+from cupola.cli.output import print_table, version_lines, when
 from cupola.domain.toolboxes import load_toolbox_file, tool_label
 from cupola.exceptions import NotFound
 
@@ -76,15 +76,7 @@ def _tool_line(tool: dict[str, Any]) -> str:
 def _describe(version: dict[str, Any], default: str | None, endpoint: str) -> str:
     number = str(version.get("version"))
     marker = " (default)" if number == default else ""
-    lines = [
-        f"name:        {version.get('name')}",
-        f"version:     {number}{marker}",
-        f"created:     {when(version.get('created_at'))}",
-    ]
-    if version.get("description"):
-        lines.append(f"description: {version['description']}")
-    for key, value in (version.get("metadata") or {}).items():
-        lines.append(f"metadata:    {key}={value}")
+    lines = version_lines(version, marker=marker)
     for tool in version.get("tools") or []:
         lines.append(f"tool:        {_tool_line(tool)}")
     if version.get("mcp_endpoint"):
