@@ -35,7 +35,7 @@ async def run_level(url: str, calls: int, concurrency: int) -> dict[str, float]:
             await session.initialize()
             for _ in range(n):
                 t0 = time.perf_counter()
-                result = await session.call_tool("travel__get_weather", {"city": "Tokyo"})
+                result = await session.call_tool("get_weather", {"city": "Tokyo"})
                 latencies.append((time.perf_counter() - t0) * 1000)
                 assert not result.is_error, result
 
@@ -71,7 +71,7 @@ def main() -> None:
         r.raise_for_status()
         url = f"{base}/toolboxes/travel-tools/mcp"
         asyncio.run(run_level(url, 20, 1))  # warm the pooled stdio session
-        print("toolbox tools/call (travel__get_weather), cupola -> stdio MCP server")
+        print("toolbox tools/call (get_weather), cupola -> stdio MCP server")
         for level in (int(c) for c in args.concurrency.split(",")):
             figures = asyncio.run(run_level(url, args.calls, level))
             print(

@@ -44,6 +44,25 @@ TOOLS = {
     "test_error_handling": EMPTY,
     "test_tool_with_progress": EMPTY,
     "json_schema_2020_12_tool": SCHEMA_2020_12,
+    "test_tool_with_logging": EMPTY,
+    "test_sampling": {
+        "type": "object",
+        "properties": {"prompt": {"type": "string"}},
+        "required": ["prompt"],
+    },
+    "test_elicitation": {
+        "type": "object",
+        "properties": {"message": {"type": "string"}},
+        "required": ["message"],
+    },
+}
+USER_SCHEMA: Any = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string", "description": "Your username"},
+        "email": {"type": "string", "description": "Your email address"},
+    },
+    "required": ["username", "email"],
 }
 
 
@@ -101,11 +120,39 @@ async def call_tool(
                 await ctx.session.send_progress_notification(token, done, 100)
             await asyncio.sleep(0.05)
         content = [text("Progress test completed.")]
+    elif name in ("test_tool_with_logging", "test_sampling", "test_elicitation"):
+        content = await talk_to_client(ctx, params)
     elif name == "json_schema_2020_12_tool":
         content = [text(f"received {params.arguments}")]
     else:
         return types.CallToolResult(content=[text(f"unknown tool {name}")], is_error=True)
     return types.CallToolResult(content=content)
+
+
+async def talk_to_client(
+    ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+) -> list[Any]:
+    """The tools that send the client log messages, or ask it to sample or elicit."""
+    arguments = params.arguments or {}
+    if params.name == "test_tool_with_logging":
+        for message in ("Tool execution started", "Tool processing data", "Tool completed"):
+            await ctx.session.send_log_message(
+                "info", message, logger="conformance", related_request_id=ctx.request_id
+            )
+            await asyncio.sleep(0.05)
+        return [text("Logging test completed.")]
+    if params.name == "test_sampling":
+        prompt = str(arguments.get("prompt", ""))
+        reply = await ctx.session.create_message(
+            [types.SamplingMessage(role="user", content=text(prompt))],
+            max_tokens=100,
+            related_request_id=ctx.request_id,
+        )
+        said = reply.content.text if isinstance(reply.content, types.TextContent) else ""
+        return [text(f"LLM response: {said}")]
+    message = str(arguments.get("message", ""))
+    answer = await ctx.session.elicit(message, USER_SCHEMA, related_request_id=ctx.request_id)
+    return [text(f"User response: action={answer.action}, content={answer.content}")]
 
 
 server: Server[Any] = Server("conformance", on_list_tools=list_tools, on_call_tool=call_tool)

@@ -12,7 +12,14 @@ import time
 import pytest
 from mcp import Client
 from mcp_http import HttpMcpServer
-from mcp_types import INVALID_PARAMS
+from mcp_types import (
+    INVALID_PARAMS,
+    CreateMessageRequestParams,
+    ElicitRequestParams,
+    ErrorData,
+    LoggingLevel,
+    LoggingMessageNotificationParams,
+)
 
 from cupola.settings import ToolSettings
 from cupola.tools.egress import EgressDenied, EgressPolicy
@@ -248,3 +255,36 @@ def test_spec_key_hides_secrets_and_ignores_label() -> None:
     assert d.key.startswith("stdio:") and "sekrit" not in d.key + repr(d)
     with pytest.raises(ValueError):
         McpServerSpec("e")
+
+
+class _Relay:
+    """A caller that wants nothing relayed (the relay tests drive the real thing)."""
+
+    log_level: LoggingLevel | None = None
+
+    async def log(self, params: LoggingMessageNotificationParams) -> None:
+        raise AssertionError("no log messages were asked for")
+
+    async def sample(self, params: CreateMessageRequestParams) -> ErrorData:
+        raise AssertionError("not asked")
+
+    async def elicit(self, params: ElicitRequestParams) -> ErrorData:
+        raise AssertionError("not asked")
+
+
+async def test_relayed_calls_get_a_session_of_their_own_kept_warm(
+    pool: McpPool, stdio_spec: McpServerSpec
+) -> None:
+    """A call whose server may ask its caller things runs on a session serving no other
+    call; the next relayed call reuses it, and concurrent ones each get their own."""
+    relay = _Relay()
+    shared = (await pool.call_tool(stdio_spec, "pid", {}, timeout=10)).text
+    first = (await pool.call_tool(stdio_spec, "pid", {}, timeout=10, relay=relay)).text
+    again = (await pool.call_tool(stdio_spec, "pid", {}, timeout=10, relay=relay)).text
+    assert first == again != shared
+    together = await asyncio.gather(
+        *(pool.call_tool(stdio_spec, "pid", {}, timeout=10, relay=relay) for _ in range(3))
+    )
+    assert len({r.text for r in together}) == 3
+    assert first in {r.text for r in together}  # the warm one served one of them
+    assert (await pool.call_tool(stdio_spec, "pid", {}, timeout=5)).text == shared

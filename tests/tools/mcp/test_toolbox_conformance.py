@@ -1,8 +1,7 @@
 """The toolbox endpoint against the MCP conformance suite (npm @modelcontextprotocol/conformance,
 installed by `make test`). The toolbox bundles conformance_server.py, which implements the
 tools the scenarios call, so each scenario goes client -> cupola toolbox endpoint -> that MCP
-server and back. Not covered: the scenarios needing server-to-client requests or logging
-relayed through the proxy (tools-call-with-logging, -sampling, -elicitation)."""
+server and back, log messages, sampling and elicitation requests included."""
 
 from __future__ import annotations
 
@@ -29,6 +28,9 @@ SCENARIOS = [
     "tools-call-mixed-content",
     "tools-call-error",
     "tools-call-with-progress",
+    "tools-call-with-logging",
+    "tools-call-sampling",
+    "tools-call-elicitation",
     "json-schema-2020-12",
 ]
 

@@ -26,13 +26,25 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client import Transport
+from mcp.client.session import ClientRequestContext
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp_types import Implementation
+from mcp_types import (
+    INVALID_REQUEST,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    CreateMessageResultWithTools,
+    ElicitRequestParams,
+    ElicitResult,
+    ErrorData,
+    Implementation,
+    LoggingMessageNotificationParams,
+)
 
 import cupola
+from cupola.tools.mcp.relay import Relay
 
 logger = logging.getLogger("cupola.tools.mcp")
 
@@ -135,8 +147,16 @@ class Session:
         headers: dict[str, str],
         stdio: StdioServerParameters | None,
         connect_timeout: float,
+        exclusive: bool = False,
     ) -> None:
         self.url = url
+        self.exclusive = exclusive
+        """Serves one call at a time, for a caller who answers the server's own requests
+        (sampling, elicitation) and receives its log messages through :attr:`relay`."""
+        self.relay: Relay | None = None
+        """Who the server's requests and log messages go to during the current call."""
+        self.log_level: str | None = None
+        """The level last set with ``logging/setLevel`` (handshake-era servers)."""
         self.client: Client | None = None
         self.dead = False
         """Set once the connection ended or failed; the pool then opens a new session."""
@@ -190,6 +210,26 @@ class Session:
             self._task.cancel()
             await asyncio.wait({self._task})
 
+    async def _log(self, params: LoggingMessageNotificationParams) -> None:
+        if self.relay is not None:
+            await self.relay.log(params)
+        else:
+            logger.debug("MCP server log (%s): %s", params.level, params.data)
+
+    async def _sample(
+        self, context: ClientRequestContext, params: CreateMessageRequestParams
+    ) -> CreateMessageResult | CreateMessageResultWithTools | ErrorData:
+        if self.relay is None:
+            return ErrorData(code=INVALID_REQUEST, message="no tool call is waiting for sampling")
+        return await self.relay.sample(params)
+
+    async def _elicit(
+        self, context: ClientRequestContext, params: ElicitRequestParams
+    ) -> ElicitResult | ErrorData:
+        if self.relay is None:
+            return ErrorData(code=INVALID_REQUEST, message="no tool call is waiting for input")
+        return await self.relay.elicit(params)
+
     async def _on_response(self, response: httpx2.Response) -> None:
         if response.status_code < 400:
             return
@@ -220,7 +260,20 @@ class Session:
                 scope.deadline = anyio.current_time() + self._connect_timeout
                 async with AsyncExitStack() as stack:
                     transport = _watched(await self._transport(stack), self.mark_dead)
-                    client = Client(transport, client_info=CLIENT_INFO)
+                    # A relaying session answers the server's own requests, which need the
+                    # handshake era's back-channel (2026-07-28 connections have none).
+                    relaying: dict[str, Any] = (
+                        {
+                            "sampling_callback": self._sample,
+                            "elicitation_callback": self._elicit,
+                            "mode": "legacy",
+                        }
+                        if self.exclusive
+                        else {}
+                    )
+                    client = Client(
+                        transport, client_info=CLIENT_INFO, logging_callback=self._log, **relaying
+                    )
                     await stack.enter_async_context(client)
                     scope.deadline = math.inf
                     self.http_status = None  # e.g. a legacy server's 404 to the discover probe

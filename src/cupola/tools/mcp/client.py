@@ -13,25 +13,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
+    LOG_LEVEL_META_KEY,
     CallToolResult,
     ContentBlock,
     EmbeddedResource,
     ImageContent,
+    RequestParamsMeta,
     ResourceLink,
     TextContent,
     TextResourceContents,
     Tool,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from cupola.settings import ToolSettings
 from cupola.tools.egress import EgressPolicy
@@ -46,12 +50,15 @@ from cupola.tools.mcp._errors import (
     undelivered,
 )
 from cupola.tools.mcp._session import Session
+from cupola.tools.mcp.relay import Relay
 
 __all__ = ["McpError", "McpPool", "McpResult", "McpServerSpec", "McpTool"]
 
 _MAX_PAGES = 100
 _SETTLE = 1.0
 """How long to wait for a lost session's owner to record why it ended."""
+_MAX_IDLE = 4
+"""Warm one-call-at-a-time sessions kept per server for relayed calls."""
 
 
 Progress: TypeAlias = ProgressFnT
@@ -182,6 +189,8 @@ class McpPool:
         )
         self.connect_timeout = connect_timeout or egress.settings.timeout_seconds
         self._sessions: dict[str, Session] = {}
+        self._idle: dict[str, list[Session]] = {}
+        """Exclusive sessions not serving a call, kept warm (see :meth:`call_tool`)."""
         self._retired: set[Session] = set()
 
     @property
@@ -215,22 +224,30 @@ class McpPool:
         arguments: dict[str, Any],
         timeout: float,  # noqa: ASYNC109 - the deadline becomes an McpError
         progress: Progress | None = None,
+        relay: Relay | None = None,
     ) -> McpResult:
         """Call a tool within ``timeout`` seconds (connecting included). A tool that fails
         returns a result with ``is_error``; a server that cannot be used raises
         :class:`McpError` (or ``EgressDenied`` for a URL the egress policy refuses).
-        ``progress`` receives the server's progress notifications for this call."""
+        ``progress`` receives the server's progress notifications for this call.
+
+        With a ``relay``, the server's log messages (at or above ``relay.log_level``) and its
+        sampling and elicitation requests go to the relay. Such a call runs on a session that
+        serves no other call meanwhile (kept warm for the next relayed call), because the
+        protocol does not say which call a server's request belongs to."""
         self._check(spec)
         try:
             with anyio.fail_after(timeout):
-                return await self._call(spec, name, arguments, progress)
+                return await self._call(spec, name, arguments, progress, relay)
         except TimeoutError:
             raise timeout_error(spec.label, timeout, f"running tool '{name}'") from None
 
     async def aclose(self) -> None:
         """Close every session; stdio servers are terminated."""
-        sessions = [*self._sessions.values(), *self._retired]
+        idle = [session for sessions in self._idle.values() for session in sessions]
+        sessions = [*self._sessions.values(), *idle, *self._retired]
         self._sessions.clear()
+        self._idle.clear()
         self._retired.clear()
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(s.aclose() for s in sessions if s.loop is loop))
@@ -262,6 +279,32 @@ class McpPool:
         self._sessions[spec.key] = session
         return session
 
+    def _checkout(self, spec: McpServerSpec) -> Session:
+        """An exclusive session for one call: a warm idle one, or a new one."""
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(spec.key, [])
+        while idle:
+            session = idle.pop()
+            if not session.dead and session.loop is loop:
+                return session
+            self._drop(spec, session)
+        return Session(
+            url=spec.url,
+            headers=dict(spec.headers),
+            stdio=spec.stdio_parameters(),
+            connect_timeout=self.connect_timeout,
+            exclusive=True,
+        )
+
+    def _checkin(self, spec: McpServerSpec, session: Session) -> None:
+        """An exclusive session's call ended: keep it warm, or let it go."""
+        session.relay = None
+        idle = self._idle.setdefault(spec.key, [])
+        if session.dead or len(idle) >= _MAX_IDLE or session.loop is not asyncio.get_running_loop():
+            self._drop(spec, session)
+        else:
+            idle.append(session)
+
     def _drop(self, spec: McpServerSpec, session: Session) -> None:
         session.mark_dead()
         if self._sessions.get(spec.key) is session:
@@ -270,9 +313,12 @@ class McpPool:
             self._retired.add(session)
             session.on_end(self._retired.discard)
 
-    async def _client(self, spec: McpServerSpec, attempt: int) -> tuple[Session, Client] | None:
-        """The session's client; None when a pooled session just died (try a fresh one)."""
-        session = self._session(spec)
+    async def _client(
+        self, spec: McpServerSpec, attempt: int, exclusive: bool = False
+    ) -> tuple[Session, Client] | None:
+        """The session's client; None when a pooled session just died (try a fresh one).
+        An ``exclusive`` session is the caller's until it hands it back with :meth:`_checkin`."""
+        session = self._checkout(spec) if exclusive else self._session(spec)
         was_up = session.client is not None
         try:
             return session, await session.ready()
@@ -319,14 +365,20 @@ class McpPool:
         name: str,
         arguments: dict[str, Any],
         progress: Progress | None = None,
+        relay: Relay | None = None,
     ) -> McpResult:
         for attempt in range(2):
-            got = await self._client(spec, attempt)
+            got = await self._client(spec, attempt, exclusive=relay is not None)
             if got is None:
                 continue
             session, client = got
             try:
-                raw = await client.call_tool(name, arguments, progress_callback=progress)
+                if relay is not None:
+                    session.relay = relay
+                    meta = await _log_opt_in(session, client, relay)
+                else:
+                    meta = None
+                raw = await client.call_tool(name, arguments, progress_callback=progress, meta=meta)
             except MCPError as exc:
                 what = f"running tool '{name}'"
                 if not lost(session, exc):
@@ -337,9 +389,26 @@ class McpPool:
                 raise lost_error(spec.label, spec.url is not None, session, what) from None
             except Exception as exc:
                 raise invalid_answer(spec.label, exc, f"running tool '{name}'") from None
+            finally:
+                if relay is not None:
+                    self._checkin(spec, session)
             return _result(raw)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _lose(self, spec: McpServerSpec, session: Session) -> None:
         self._drop(spec, session)
         await session.ended(_SETTLE)
+
+
+async def _log_opt_in(session: Session, client: Client, relay: Relay) -> RequestParamsMeta | None:
+    """Ask the server for log messages at the relay's level: per request on 2026-07-28
+    connections (``_meta``), with ``logging/setLevel`` on earlier ones."""
+    level = relay.log_level
+    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return cast(RequestParamsMeta, {LOG_LEVEL_META_KEY: level}) if level is not None else None
+    if level is not None and level != session.log_level and client.server_capabilities.logging:
+        with warnings.catch_warnings():  # deprecated at 2026-07-28; this is an earlier era
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.session.set_logging_level(level)
+        session.log_level = level
+    return None

@@ -211,6 +211,7 @@ class McpToolset(Toolset):
                 arguments,
                 settings.timeout_seconds,
                 progress=extra.get("progress"),
+                relay=extra.get("relay"),
             )
         except Exception as exc:
             return self._failed(item, self._error_object(exc))
