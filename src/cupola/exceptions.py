@@ -65,6 +65,29 @@ class ProviderError(CupolaError):
     status_code = 502
     error_type = "model_error"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.upstream_status = upstream_status
+        """The HTTP status the provider answered with; None when it gave no answer (timeout,
+        refused or dropped connection, malformed body)."""
+        self.retry_after = retry_after
+        """Seconds the provider asked to wait (``Retry-After``), when it said."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed if sent again: no answer at all, a timeout
+        or conflict (408, 409), rate limiting (429) or a server error (5xx)."""
+        status = self.upstream_status
+        return status is None or status in (408, 409, 429) or status >= 500
+
 
 class MissingDependency(CupolaError):
     """An optional dependency is not installed; the message names the pip command that fixes it."""

@@ -41,14 +41,53 @@ class ScriptStep(_Section):
     """Calls to make instead of (or before) replying: ``{"name": ..., "arguments": {...}}``."""
 
 
+class CircuitBreakerConfig(_Section):
+    """Stop sending to a deployment that keeps failing, and try it again later."""
+
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failed calls that open the circuit."""
+    reset_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit refuses calls before letting one through to probe."""
+
+
+class RouteConfig(_Section):
+    """One deployment a model-router may pick, and what the policy knows of it."""
+
+    deployment: str
+    cost_per_1k_tokens: float = Field(default=0.0, ge=0)
+    """Price of a thousand tokens (input and output alike), in any currency unit."""
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    """The largest prompt (estimated tokens) this deployment should be given."""
+    tier: Literal["simple", "complex", "any"] = "any"
+    """Which prompts it suits under the ``complexity`` policy."""
+
+
+class RouterConfig(_Section):
+    """How a ``router`` deployment picks one of its routes per request."""
+
+    policy: Literal["cost", "latency", "complexity"] = "cost"
+    """``cost``: the cheapest route whose ``max_prompt_tokens`` fits the prompt;
+    ``latency``: the route with the lowest recent latency (untried routes first);
+    ``complexity``: ``simple`` routes for short, plain prompts, ``complex`` ones otherwise."""
+    routes: list[RouteConfig] = Field(default_factory=list, min_length=1)
+    complexity_threshold_tokens: int = Field(default=1000, ge=1)
+    """``complexity``: prompts longer than this (estimated tokens), or with tools or a JSON
+    schema, count as complex."""
+
+
 class DeploymentConfig(_Section):
     """A named model deployment: which provider serves it and how to reach it."""
 
     name: str
     """The name agents and requests use (``model: local-small``)."""
-    provider: Literal["embedded", "scripted", "openai"]
+    provider: Literal[
+        "embedded", "scripted", "openai", "azure_openai", "foundry_agent", "anthropic", "router"
+    ]
     """``embedded`` (local llama.cpp), ``scripted`` (deterministic), ``openai`` (any
-    OpenAI-compatible Chat Completions server: OpenAI, vLLM, Ollama, llama.cpp server)."""
+    OpenAI-compatible Chat Completions server: OpenAI, vLLM, Ollama, llama.cpp server),
+    ``azure_openai`` (an Azure OpenAI / Foundry model deployment), ``foundry_agent`` (a remote
+    Foundry agent), ``anthropic`` (the Messages API), ``router`` (picks one of ``router.routes``
+    per request)."""
     model: str | None = None
     """The upstream model name (openai) or the GGUF file path (embedded, optional)."""
     base_url: str | None = None
@@ -71,6 +110,56 @@ class DeploymentConfig(_Section):
     """embedded: the cap on generated tokens when a request sets none."""
     publisher: str | None = None
     """Shown as ``modelPublisher`` by the deployments API."""
+
+    # -- azure_openai, foundry_agent, anthropic -------------------------------------------
+    endpoint: str | None = None
+    """azure_openai: the resource endpoint (``https://RES.openai.azure.com`` or
+    ``https://RES.services.ai.azure.com``); foundry_agent: the project endpoint
+    (``https://RES.services.ai.azure.com/api/projects/PROJECT``); anthropic: the API root
+    (default ``https://api.anthropic.com``; a Foundry resource's is
+    ``https://RES.services.ai.azure.com/anthropic``)."""
+    api_version: str | None = None
+    """azure_openai: the ``api-version`` (e.g. ``2025-03-01-preview``); unset uses the v1 API
+    (``/openai/v1``). anthropic: the ``anthropic-version`` header (default ``2023-06-01``)."""
+    deployment: str | None = None
+    """azure_openai: the Azure deployment name (default: ``model``, then ``name``)."""
+    auth: Literal["key", "entra"] = "key"
+    """``key``: ``api_key`` (or ``connection``); ``entra``: Microsoft Entra ID tokens from
+    azure-identity's DefaultAzureCredential."""
+    connection: str | None = None
+    """A project connection (``cupola connections``) whose credential is used instead of
+    ``api_key``."""
+    agent: str | None = None
+    """foundry_agent: the remote agent's name (``agent_version`` pins a version)."""
+    agent_version: str | None = None
+
+    # -- model-family compatibility (compat.py) -------------------------------------------
+    family: Literal["auto", "reasoning", "legacy"] = "auto"
+    """``auto`` detects it from the deployment (and model) name: GPT-5.x and o1/o3/o4 are
+    reasoning models, everything else legacy."""
+    unsupported_params: Literal["drop", "strict"] = "drop"
+    """What a reasoning deployment does with parameters it does not take (temperature, top_p,
+    penalties, logprobs, logit_bias, stop): ``drop`` them and report it, or reject the request
+    (``strict``, HTTP 400)."""
+    reasoning_token_scale: float = Field(default=2.5, gt=0)
+    """Reasoning models: ``max_completion_tokens = max(max_tokens * scale, floor)``."""
+    reasoning_token_floor: int = Field(default=4096, ge=1)
+    developer_role: bool = False
+    """Reasoning models: send system instructions in the ``developer`` role."""
+
+    # -- resilience (resilience.py) -------------------------------------------------------
+    retries: int = Field(default=2, ge=0)
+    """Extra attempts after a failed one (429, 5xx, timeout, dropped or malformed reply)."""
+    retry_backoff: float = Field(default=0.5, ge=0)
+    """Seconds before the first retry; doubled each time (with jitter)."""
+    max_retry_wait: float = Field(default=30.0, ge=0)
+    """The longest wait between attempts, ``Retry-After`` included; a longer ``Retry-After``
+    goes to the next fallback instead."""
+    fallbacks: list[str] = Field(default_factory=list)
+    """Deployments to try, in order, when this one still fails after its retries."""
+    circuit_breaker: CircuitBreakerConfig | None = None
+    router: RouterConfig | None = None
+    """router: the routes and the policy."""
 
     @field_validator("name")
     @classmethod
@@ -175,6 +264,8 @@ class Settings(_Section):
             if dep.name in seen:
                 raise ValueError(f"deployment {dep.name!r} is declared twice")
             seen.add(dep.name)
+        for dep in value:
+            _check_references(dep, seen)
         return value
 
     @property
@@ -215,6 +306,28 @@ class Settings(_Section):
         if self.default_deployment:
             return self.default_deployment
         return self.deployments[0].name if self.deployments else None
+
+
+def _check_references(dep: DeploymentConfig, names: set[str]) -> None:
+    """Fallbacks and routes name other declared deployments; a router has routes."""
+    where = f"deployment {dep.name!r}"
+    for other in dep.fallbacks:
+        if other not in names:
+            raise ValueError(f"{where}: fallback {other!r} is not a declared deployment")
+        if other == dep.name:
+            raise ValueError(f"{where}: a deployment cannot be its own fallback")
+    if dep.provider == "router":
+        if dep.router is None:
+            raise ValueError(f"{where}: a router needs router.routes")
+        for route in dep.router.routes:
+            if route.deployment not in names:
+                raise ValueError(
+                    f"{where}: route {route.deployment!r} is not a declared deployment"
+                )
+            if route.deployment == dep.name:
+                raise ValueError(f"{where}: a router cannot route to itself")
+    elif dep.router is not None:
+        raise ValueError(f"{where}: router settings need provider: router")
 
 
 def _expand(value: Any, env: Mapping[str, str]) -> Any:

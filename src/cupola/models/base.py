@@ -70,6 +70,19 @@ class ModelRequest:
     ``{"type": "json_object"}``, or None for plain text."""
     reasoning_effort: str | None = None
     parallel_tool_calls: bool = True
+    max_completion_tokens: int | None = None
+    """The reasoning models' token cap (visible output plus reasoning). Set by the compat
+    wrapper in place of ``max_output_tokens``; adapters send whichever is set."""
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    seed: int | None = None
+    verbosity: str | None = None
+    """``low``, ``medium`` or ``high`` (reasoning models only)."""
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,46 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Adjustment:
+    """A request parameter changed on its way to the provider (never silently)."""
+
+    param: str
+    action: Literal["dropped", "translated"]
+    detail: str
+    """Why, or what it became: ``"max_tokens 1000 -> max_completion_tokens 4096"``."""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"param": self.param, "action": self.action, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """How a call was served, as the wrappers around the adapter saw it."""
+
+    deployment: str | None = None
+    """The deployment that finally served the call (a fallback, or a router's choice)."""
+    attempts: int = 1
+    """Requests sent upstream in all (retries and fallbacks included)."""
+    failed_over: tuple[str, ...] = ()
+    """Deployments tried before the one that served, in order."""
+    adjustments: tuple[Adjustment, ...] = ()
+    route: str | None = None
+    """The deployment a model-router chose, and ``route_reason`` why."""
+    route_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (empty parts left out)."""
+        data: dict[str, Any] = {"deployment": self.deployment, "attempts": self.attempts}
+        if self.failed_over:
+            data["failed_over"] = list(self.failed_over)
+        if self.adjustments:
+            data["adjustments"] = [a.as_dict() for a in self.adjustments]
+        if self.route is not None:
+            data["route"] = {"deployment": self.route, "reason": self.route_reason}
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The last event of every successful stream."""
 
@@ -109,6 +162,8 @@ class Finish:
     usage: Usage = Usage()
     model: str | None = None
     """The upstream model that served the call, when the provider says."""
+    report: CallReport = CallReport()
+    """Filled in by the wrappers (compat, resilience, router) on the way out."""
 
 
 ModelEvent: TypeAlias = TextDelta | ToolCallDelta | Finish

@@ -9,6 +9,8 @@ handled here; they belong to a wrapping model (see ``compat.py``).
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -100,12 +102,47 @@ def build_body(model: str, request: ModelRequest) -> dict[str, Any]:
         "temperature": request.temperature,
         "top_p": request.top_p,
         "max_tokens": request.max_output_tokens,
+        "max_completion_tokens": request.max_completion_tokens,
         "reasoning_effort": request.reasoning_effort,
+        "verbosity": request.verbosity,
+        "stop": list(request.stop) or None,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "logprobs": request.logprobs,
+        "top_logprobs": request.top_logprobs,
+        "logit_bias": request.logit_bias,
+        "seed": request.seed,
+        "user": request.user,
     }
     body.update(_drop_none(options))
     if request.response_format is not None:
         body["response_format"] = _response_format(request.response_format)
     return body
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds an upstream asked to wait: ``retry-after-ms``, or ``Retry-After`` in seconds
+    or as an HTTP date."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _int(value: Any) -> int:
@@ -246,10 +283,14 @@ class OpenAIChatModel(Model):
             self._client = httpx.AsyncClient(timeout=self._timeout, limits=_LIMITS)
         return self._client
 
-    def _fail(self, text: str) -> ProviderError:
+    def _fail(
+        self, text: str, status: int | None = None, retry_after: float | None = None
+    ) -> ProviderError:
         if self._secret:
             text = text.replace(self._secret, "[redacted]")
-        return ProviderError(f"deployment {self.name!r}: {text}")
+        return ProviderError(
+            f"deployment {self.name!r}: {text}", upstream_status=status, retry_after=retry_after
+        )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         body = orjson.dumps(build_body(self._model, request))
@@ -259,7 +300,11 @@ class OpenAIChatModel(Model):
                 "POST", self._url, content=body, headers=self._headers, timeout=self._timeout
             ) as response:
                 if not response.is_success:
-                    raise self._fail(await self._status_error(response))
+                    raise self._fail(
+                        await self._status_error(response),
+                        response.status_code,
+                        retry_after(response.headers),
+                    )
                 if response.headers.get("content-type", "").startswith("application/json"):
                     state = _StreamState(self._fail)
                     for event in state.feed(self._parse(await response.aread())):
