@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import fake_chat_upstream
 import httpx
@@ -32,7 +33,11 @@ from cupola.models.base import (
     complete,
 )
 from cupola.models.openai import OpenAIChatModel
-from cupola.settings import DeploymentConfig
+from cupola.models.registry import ModelRegistry
+from cupola.secrets import SecretBox
+from cupola.settings import DeploymentConfig, Settings
+from cupola.store import SqlStore
+from cupola.store.connections import ConnectionSecrets
 
 fake_upstream = fake_chat_upstream.fake_upstream  # the shared fixture, session-scoped
 
@@ -364,7 +369,7 @@ async def test_malformed_chunk(fake_upstream: FakeChatUpstream, make_model: Make
     chunks: list[Chunk] = [chunk("m-bad", {"content": "ok"}), '{"choices": [ not json']
     fake_upstream.reply("m-bad", Reply(chunks))
     events: list[ModelEvent] = []
-    with pytest.raises(ProviderError, match="malformed stream chunk"):
+    with pytest.raises(ProviderError, match="malformed stream event"):
         async for event in make_model("m-bad").stream(HELLO):
             events.append(event)
     assert events == [TextDelta("ok")]
@@ -422,3 +427,37 @@ async def test_fake_upstream_non_stream_form(fake_upstream: FakeChatUpstream) ->
     assert completion["choices"][0]["message"]["content"] == "echo: hi"
     assert completion["choices"][0]["finish_reason"] == "stop"
     assert completion["usage"]["completion_tokens"] == 2
+
+
+async def test_key_from_a_project_connection_is_sent_as_a_bearer_token(
+    fake_upstream: FakeChatUpstream, database_url: str, tmp_path: Path, unique: str
+) -> None:
+    """`connection:` instead of `api_key:`: the key lives encrypted in a project connection,
+    is read by the server, and goes upstream as `Authorization: Bearer`."""
+    store = SqlStore(database_url)
+    store.use_secret_box(SecretBox(key_file=tmp_path / "secret.key"))
+    await store.open()
+    project = f"p-{unique}"
+    model = f"conn-model-{unique}"
+    try:
+        await store.create_or_replace_connection(
+            project,
+            "vllm",
+            type="CustomKeys",
+            target=fake_upstream.base_url,
+            credential_type="ApiKey",
+            secret={"key": f"conn-key-{unique}"},
+            metadata={},
+        )
+        dep = config(fake_upstream.base_url, model, connection="vllm")
+        settings = Settings.model_validate({"project": project, "deployments": [dep]})
+        registry = ModelRegistry(settings, secrets=ConnectionSecrets(store))
+        try:
+            result = await complete(registry.get("dep"), HELLO)
+            assert result.text == "echo: hello"
+            sent = fake_upstream.last(model).headers["authorization"]
+            assert sent == f"Bearer conn-key-{unique}"
+        finally:
+            await registry.aclose()
+    finally:
+        await store.close()

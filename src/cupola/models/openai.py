@@ -9,8 +9,6 @@ handled here; they belong to a wrapping model (see ``compat.py``).
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,7 +21,6 @@ from cupola.models.base import (
     Finish,
     FinishReason,
     FunctionSpec,
-    Model,
     ModelEvent,
     ModelRequest,
     TextDelta,
@@ -31,6 +28,8 @@ from cupola.models.base import (
     ToolChoice,
     Usage,
 )
+from cupola.models.credentials import CredentialSource
+from cupola.models.http import HttpModel, sse_data, upstream_message
 from cupola.settings import DeploymentConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -41,7 +40,6 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=60)
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
@@ -120,31 +118,6 @@ def build_body(model: str, request: ModelRequest) -> dict[str, Any]:
     return body
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds an upstream asked to wait: ``retry-after-ms``, or ``Retry-After`` in seconds
-    or as an HTTP date."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
-
-
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
@@ -158,19 +131,6 @@ def _usage(raw: dict[str, Any]) -> Usage:
         _int(prompt.get("cached_tokens") if isinstance(prompt, dict) else 0),
         _int(completion.get("reasoning_tokens") if isinstance(completion, dict) else 0),
     )
-
-
-def _upstream_message(payload: Any) -> str | None:
-    """The message of an error body: ``{"error": {"message"}}``, ``{"error": "..."}``, ..."""
-    if not isinstance(payload, dict):
-        return None
-    error = payload.get("error", payload)
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("detail")
-        return message if isinstance(message, str) else None
-    return None
 
 
 class _StreamState:
@@ -189,7 +149,7 @@ class _StreamState:
         if not isinstance(chunk, dict):
             raise self._fail("malformed stream chunk: not a JSON object")
         if chunk.get("error"):
-            raise self._fail(f"upstream error: {_upstream_message(chunk) or chunk['error']}")
+            raise self._fail(f"upstream error: {upstream_message(chunk) or chunk['error']}")
         if isinstance(chunk.get("model"), str):
             self.model = chunk["model"]
         if isinstance(chunk.get("usage"), dict):
@@ -240,90 +200,51 @@ class _StreamState:
         return Finish(reason, self.usage, self.model)
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event, as the lines arrive."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            lines.append(value[1:] if value.startswith(" ") else value)
-        # comments (":" keep-alives) and other fields (event:, id:, retry:) carry nothing here
-    if lines:
-        yield "\n".join(lines)
-
-
-class OpenAIChatModel(Model):
+class OpenAIChatModel(HttpModel):
     """A deployment served by an OpenAI-compatible Chat Completions upstream."""
 
-    def __init__(self, config: DeploymentConfig, *, client: httpx.AsyncClient | None = None):
-        self.name = config.name
-        self._model = config.model or config.name
+    def __init__(
+        self,
+        config: DeploymentConfig,
+        *,
+        credential: CredentialSource | None = None,
+        key_header: str = "Authorization",
+        client: httpx.AsyncClient | None = None,
+    ):
+        """``credential`` replaces ``api_key`` (sent as a bearer token) with one fetched per
+        call, sent as a bearer token or in ``key_header``."""
         try:
             url = httpx.URL(config.base_url or DEFAULT_BASE_URL)
         except httpx.InvalidURL as exc:
             raise ConfigError(f"deployment {config.name!r}: base_url is not a URL: {exc}") from None
-        self._where = f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
-        """The upstream, for messages: no credentials, no query."""
-        self._url = url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
-        self._timeout = config.timeout
-        self._secret = config.api_key.get_secret_value() if config.api_key else ""
-        self._headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
-        if self._secret:
-            self._headers["Authorization"] = f"Bearer {self._secret}"
-        self._headers.update(config.headers)
-        self._client = client
-        self._owns_client = client is None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=_LIMITS)
-        return self._client
-
-    def _fail(
-        self, text: str, status: int | None = None, retry_after: float | None = None
-    ) -> ProviderError:
-        if self._secret:
-            text = text.replace(self._secret, "[redacted]")
-        return ProviderError(
-            f"deployment {self.name!r}: {text}", upstream_status=status, retry_after=retry_after
+        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        secret = config.api_key.get_secret_value() if config.api_key else ""
+        if secret and credential is None:
+            headers["Authorization"] = f"Bearer {secret}"
+        headers.update(config.headers)
+        super().__init__(
+            config.name,
+            url.copy_with(path=url.path.rstrip("/") + "/chat/completions"),
+            timeout=config.timeout,
+            headers=headers,
+            credential=credential,
+            key_header=key_header,
+            client=client,
         )
+        self._secret = secret
+        self._model = config.model or config.name
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        body = orjson.dumps(build_body(self._model, request))
-        client = self._http()
-        try:
-            async with client.stream(
-                "POST", self._url, content=body, headers=self._headers, timeout=self._timeout
-            ) as response:
-                if not response.is_success:
-                    raise self._fail(
-                        await self._status_error(response),
-                        response.status_code,
-                        retry_after(response.headers),
-                    )
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    state = _StreamState(self._fail)
-                    for event in state.feed(self._parse(await response.aread())):
-                        yield event
-                    yield state.finish()
-                    return
-                async for event in self._events(response):
-                    yield event
-        except httpx.TimeoutException as exc:
-            raise self._fail(f"{self._where} did not answer within {self._timeout:g}s") from exc
-        except httpx.ConnectError as exc:
-            raise self._fail(f"cannot connect to {self._where}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            detail = str(exc) or type(exc).__name__
-            raise self._fail(f"the connection to {self._where} failed: {detail}") from exc
+    def _body(self, request: ModelRequest) -> dict[str, Any]:
+        return build_body(self._model, request)
 
-    async def _events(self, response: httpx.Response) -> AsyncIterator[ModelEvent]:
+    async def _reply(self, response: httpx.Response) -> AsyncIterator[ModelEvent]:
         state = _StreamState(self._fail)
-        async for data in _sse_data(response):
+        if response.headers.get("content-type", "").startswith("application/json"):
+            for event in state.feed(self._parse(await response.aread())):  # not streamed
+                yield event
+            yield state.finish()
+            return
+        async for data in sse_data(response):
             if data.strip() == "[DONE]":
                 yield state.finish()
                 return
@@ -332,24 +253,3 @@ class OpenAIChatModel(Model):
         if state.reason is None:
             raise self._fail(f"the stream from {self._where} ended before the reply finished")
         yield state.finish()
-
-    def _parse(self, data: str | bytes) -> Any:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise self._fail(f"malformed stream chunk from {self._where}: {exc}") from None
-
-    async def _status_error(self, response: httpx.Response) -> str:
-        raw = await response.aread()
-        try:
-            message = _upstream_message(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            message = None
-        if not message:
-            message = raw.decode(errors="replace").strip() or response.reason_phrase
-        return f"{self._where} returned HTTP {response.status_code}: {message[:500]}"
-
-    async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
