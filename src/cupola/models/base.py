@@ -180,6 +180,10 @@ class Model(abc.ABC):
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Run the model; yield text and tool-call fragments, then exactly one :class:`Finish`."""
 
+    def check(self, request: ModelRequest) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`cupola.exceptions.UserError` now for a request this model would
+        refuse, so the client gets a 400 before any response starts (default: none)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release clients and native resources."""
 

@@ -3,19 +3,25 @@ again with their results, until it answers, calls a client function or needs app
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from cupola.exceptions import ProviderError
-from cupola.models.base import ChatMessage, Finish, TextDelta, ToolCall, Usage
+import orjson
+
+from cupola.exceptions import CupolaError, ProviderError
+from cupola.models.base import CallReport, ChatMessage, Finish, TextDelta, ToolCall, Usage
 from cupola.runtime.events import Event, OutputAssembler
 from cupola.runtime.prepare import Prepared
-from cupola.runtime.response import usage_object
+from cupola.runtime.response import report_metadata, usage_object
 from cupola.runtime.tooling import MAX_ROUNDS, ServerFunctions, add_usage, rendered_messages
 from cupola.tools.base import ToolContext, Toolset
 from cupola.tools.registry import ToolEnv
+
+models_log = logging.getLogger("cupola.models")
+"""One line per model call: what the wrappers did (the trace, until tracing lands)."""
 
 
 class AgentLoop:
@@ -38,6 +44,8 @@ class AgentLoop:
         )
         self.toolsets: list[Toolset] = []
         self.offered = ServerFunctions([], set())
+        self.report: CallReport | None = None
+        """The last model call's report (recorded in the response metadata)."""
 
     async def run(self) -> AsyncIterator[Event]:
         """Yield events as they happen; leave the outcome on the response body."""
@@ -72,6 +80,9 @@ class AgentLoop:
         if status == "incomplete" and body["incomplete_details"] is None:
             body["incomplete_details"] = {"reason": "max_output_tokens"}
         body["usage"] = usage_object(self.usage)
+        extra = report_metadata(self.report, body["model"]) if self.report else {}
+        if extra:
+            body["metadata"] = {**body["metadata"], **extra}
 
     async def _start(self) -> None:
         """Open the toolsets, then run the calls the client approved in this request."""
@@ -93,21 +104,54 @@ class AgentLoop:
             messages=tuple(self.messages),
             tools=(*base.tools, *self.offered.specs) if base.tool_choice != "none" else (),
         )
-        async for step in self.p.model.stream(request):
-            if isinstance(step, Finish):
-                finish.append(step)
-                continue
-            if not self.clock:
-                self.clock.append(time.perf_counter())
-            if isinstance(step, TextDelta):
-                self.output.text(step)
-            else:
-                self.output.tool_call(step, server=self.offered.owns(step.name))
-            for event in self.output.log.drain():
-                yield event
-        if not finish:
-            raise ProviderError(f"model {self.p.model.name!r} ended its reply without finishing")
+        started = time.perf_counter()
+        try:
+            async for step in self.p.model.stream(request):
+                if isinstance(step, Finish):
+                    finish.append(step)
+                    continue
+                if not self.clock:
+                    self.clock.append(time.perf_counter())
+                if isinstance(step, TextDelta):
+                    self.output.text(step)
+                else:
+                    self.output.tool_call(step, server=self.offered.owns(step.name))
+                for event in self.output.log.drain():
+                    yield event
+            if not finish:
+                raise ProviderError(
+                    f"model {self.p.model.name!r} ended its reply without finishing"
+                )
+        except CupolaError as exc:
+            self._log_call(started, error=exc)
+            raise
         self.usage = add_usage(self.usage, finish[0].usage)
+        self.report = finish[0].report
+        self._log_call(started, finish=finish[0])
+
+    def _log_call(
+        self, started: float, *, finish: Finish | None = None, error: CupolaError | None = None
+    ) -> None:
+        """The structured log line of one model call (INFO; WARNING when it failed)."""
+        if not models_log.isEnabledFor(logging.INFO if error is None else logging.WARNING):
+            return
+        line: dict[str, object] = {
+            "event": "model_call",
+            "response_id": self.p.body["id"],
+            "model": self.p.model.name,
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        if finish is not None:
+            line["finish_reason"] = finish.reason
+            line["usage"] = {
+                "input": finish.usage.input_tokens,
+                "output": finish.usage.output_tokens,
+            }
+            line["report"] = finish.report.as_dict()
+            models_log.info("%s", orjson.dumps(line).decode())
+        elif error is not None:
+            line["error"] = {"type": error.error_type, "code": error.code, "message": error.message}
+            models_log.warning("%s", orjson.dumps(line).decode())
 
     async def _run_calls(
         self, text: str, client_calls: list[ToolCall], server_calls: list[ToolCall]

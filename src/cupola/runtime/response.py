@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cupola.models.base import Usage
+import orjson
+
+from cupola.models.base import CallReport, Usage
+
+METADATA_VALUE_CHARS = 512
+"""OpenAI's limit on a metadata value; cupola's own values keep within it."""
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
@@ -100,3 +105,53 @@ def new_response(
     if extra.get("user"):
         body["user"] = extra["user"]
     return body
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _adjustments_value(report: CallReport) -> str:
+    """The adjustments as compact JSON within 512 characters: whole entries when they fit,
+    else without their details, else the first ones and ``"+N more"``."""
+    full = [a.as_dict() for a in report.adjustments]
+    short = [{"param": a.param, "action": a.action} for a in report.adjustments]
+    for entries in (full, short):
+        text = _json(entries)
+        if len(text) <= METADATA_VALUE_CHARS:
+            return text
+    for keep in range(len(short) - 1, -1, -1):
+        text = _json([*short[:keep], f"+{len(short) - keep} more"])
+        if len(text) <= METADATA_VALUE_CHARS:
+            return text
+    return _json([f"+{len(short)} more"])
+
+
+def report_metadata(report: CallReport, requested: str) -> dict[str, str]:
+    """What a model call's report adds to the response ``metadata`` (``cupola.*`` keys).
+
+    Nothing when the wrappers changed nothing (one attempt at the deployment named, no
+    adjustment, no router): the metadata stays exactly what the client sent. Otherwise
+    ``cupola.deployment`` and ``cupola.attempts``, plus ``cupola.adjustments``,
+    ``cupola.route`` and ``cupola.failed_over`` when they have something to say."""
+    served = report.deployment or requested
+    plain = report.attempts <= 1 and served == requested
+    if plain and not (report.adjustments or report.route or report.failed_over):
+        return {}
+    out = {
+        "cupola.deployment": served,
+        "cupola.attempts": str(report.attempts),
+    }
+    if report.adjustments:
+        out["cupola.adjustments"] = _adjustments_value(report)
+    if report.route is not None:
+        route = {"deployment": report.route, "reason": report.route_reason or ""}
+        text = _json(route)
+        while len(text) > METADATA_VALUE_CHARS and len(route["reason"]) > 3:
+            cut = len(text) - METADATA_VALUE_CHARS + 3
+            route["reason"] = route["reason"][: max(len(route["reason"]) - cut, 0)] + "..."
+            text = _json(route)
+        out["cupola.route"] = text
+    if report.failed_over:
+        out["cupola.failed_over"] = _json(list(report.failed_over))
+    return out
