@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from bench.bench_clients import client_loads, client_streams, client_targets
 from bench.http_load import (
     HOST,
     LoadResult,
@@ -39,7 +40,7 @@ from bench.server import VARIANTS, CupolaServer, Variant, cold_starts, native_mo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Hello, benchmark! Please echo this sentence back."
-SECTIONS = ("cold", "load", "diag", "stream")
+SECTIONS = ("cold", "load", "diag", "stream", "clients")
 NOISY_PCT = 20.0
 """Rows where other processes used more CPU than this (% of a core) are marked with '!'."""
 
@@ -115,6 +116,10 @@ def bench_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
             )
             print(_stream_row(variant.name, stream), flush=True)
             out["stream"] = stream.as_dict()
+        if "clients" in args.only:  # /v1/chat/completions and /anthropic/v1/messages
+            levels = [level for level in args.levels if level in (1, 16)] or [1, 16]
+            out["clients"] = [r.as_dict() for r in client_loads(port, load, levels)]
+            out["client_streams"] = client_streams(port, args.stream_requests)
     return out
 
 
@@ -190,6 +195,7 @@ def targets(cold: dict[str, Any] | None, auto: dict[str, Any] | None) -> list[di
     stream = (auto or {}).get("stream")
     errors += stream["errors"] if stream else 0
     check("errors (auto variant)", errors if auto else None, 0, True, "")
+    checks += client_targets((auto or {}).get("clients", []))
     return checks
 
 
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = ", ".join(f"{t:.3f}" for t in cold["runs_s"])
         print(f"cold start (Popen -> first 200 on /healthz): median {cold['median_s']:.3f} s")
         print(f"  runs: {runs} s")
-    if args.only & {"load", "diag", "stream"}:
+    if args.only & {"load", "diag", "stream", "clients"}:
         print(HEADER)
         for variant in args.variants:
             results["variants"][variant.name] = bench_variant(variant, args)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -16,13 +16,15 @@ from cupola.ids import new_id, now
 from cupola.models.base import Model, ModelRequest
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.items import check_call_outputs, normalize_input, to_messages
-from cupola.runtime.request import CreateResponse
+from cupola.runtime.request import CreateResponse, ModelOptions
 from cupola.runtime.response import new_response
 from cupola.store import Store
 from cupola.tools import function_specs, normalize_tools
 from cupola.tools.function import tool_key
 
 _FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+VERBOSITY = ("low", "medium", "high")
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 @dataclass(slots=True)
@@ -43,6 +45,29 @@ class Prepared:
     approved: list[Item]
     """``mcp_approval_request`` items the client approved in this request: run them first."""
     history: list[Item]
+
+    def use_options(self, options: ModelOptions) -> None:
+        """Apply the parameters only Chat Completions and Messages clients send."""
+        r = self.model_request
+        self.model_request = replace(
+            r,
+            stop=options.stop or r.stop,
+            seed=options.seed if options.seed is not None else r.seed,
+            logprobs=options.logprobs if options.logprobs is not None else r.logprobs,
+            logit_bias=options.logit_bias if options.logit_bias is not None else r.logit_bias,
+            max_completion_tokens=options.max_completion_tokens or r.max_completion_tokens,
+        )
+        self.model.check(self.model_request)
+
+
+def check_verbosity(text: dict[str, Any] | None) -> str | None:
+    """``text.verbosity``: low, medium or high (passed to reasoning models)."""
+    value = (text or {}).get("verbosity")
+    if value is not None and value not in VERBOSITY:
+        raise UserError(
+            f"text.verbosity must be one of {', '.join(VERBOSITY)}", param="text.verbosity"
+        )
+    return value if isinstance(value, str) else None
 
 
 def check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
@@ -199,6 +224,7 @@ class Preparer:
         )
         text = req.text if req.text is not None else definition.get("text")
         response_format = check_text_format(text)
+        verbosity = check_verbosity(text)
         reasoning = req.reasoning if req.reasoning is not None else definition.get("reasoning")
         temperature = (
             req.temperature if req.temperature is not None else definition.get("temperature")
@@ -232,6 +258,12 @@ class Preparer:
             response_format=response_format,
             reasoning_effort=(reasoning or {}).get("effort"),
             parallel_tool_calls=parallel,
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
+            logprobs=True if req.top_logprobs or _LOGPROBS_INCLUDE in (req.include or ()) else None,
+            top_logprobs=req.top_logprobs,
+            verbosity=verbosity,
+            user=req.user,
         )
         body = new_response(
             response_id=new_id("resp"),
@@ -272,6 +304,7 @@ class Preparer:
                 "name": agent.name,
                 "version": str(agent.version),
             }
+        model.check(model_request)  # e.g. a strict reasoning deployment refusing temperature
         return Prepared(
             project=project,
             body=body,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -98,3 +99,17 @@ class CreateResponse(BaseModel):
         if isinstance(self.conversation, ConversationRef):
             return self.conversation.id
         return self.conversation
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """Model parameters the Responses body has no field for, which the Chat Completions and
+    Messages endpoints carry; applied to a prepared request by ``Prepared.use_options``.
+    Unset fields (None, empty) leave the prepared request as it was."""
+
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool | None = None
+    logit_bias: dict[str, float] | None = None
+    max_completion_tokens: int | None = None
+    """The cap on visible plus reasoning tokens, as a Chat Completions client sets it."""

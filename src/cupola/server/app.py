@@ -18,12 +18,15 @@ from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
 from cupola.server.routes import (
     agents,
+    anthropic,
+    chat,
     connections,
     containers,
     conversations,
     deployments,
     files,
     meta,
+    model_list,
     responses,
     toolboxes,
 )
@@ -60,7 +63,7 @@ def build_services(
     box = SecretBox.from_settings(settings)  # the key loads on first use
     store.use_secret_box(box)
     install_redaction(box)
-    models = models or ModelRegistry(settings)
+    models = models or ModelRegistry(settings, secrets=ConnectionSecrets(store))
     tools = ToolEnv(settings, store, secrets=ConnectionSecrets(store))
     runner = Runner(store, models, settings.default_model, tools)
     return Services(settings, store, models, runner, tools)
@@ -75,9 +78,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *conversations.routes(s),
         *files.routes(s),
         *containers.routes(s),
+        *chat.routes(s),
+        *model_list.routes(s),
     ]
+    anthropic_routes = anthropic.routes(s)
     project_routes: list[BaseRoute] = [
         Mount("/openai/v1", routes=openai_routes),
+        Mount("/anthropic", routes=anthropic_routes),
         *agents.routes(s),
         *deployments.routes(s),
         *connections.routes(s),
@@ -87,6 +94,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),
         Mount("/v1", routes=openai_routes),
+        Mount("/anthropic", routes=anthropic_routes),
     ]
     served: list[BaseRoute] = []  # meta's OpenAPI document describes this final list
     served += [*meta.routes(served), *routes]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import orjson
 
 from cupola.domain import ApiKey
 from cupola.server.errors import error_body
@@ -19,6 +22,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KeyCheck = Callable[[str], Awaitable[ApiKey | None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})
+_ANTHROPIC_PATH = re.compile(r"^(/api/projects/[^/]+)?/anthropic/")
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -79,12 +83,15 @@ class RequestContext:
             and scope["path"] not in OPEN_PATHS
             and not await self._authorised(headers)
         ):
-            body = error_body(
-                "a valid API key is required (Authorization: Bearer <key>, api-key or x-api-key)",
-                "authentication_error",
-                None,
-                "invalid_api_key",
+            message = (
+                "a valid API key is required (Authorization: Bearer <key>, api-key or x-api-key)"
             )
+            if _ANTHROPIC_PATH.search(scope["path"]):  # Anthropic clients expect their shape
+                body = orjson.dumps(
+                    {"type": "error", "error": {"type": "authentication_error", "message": message}}
+                )
+            else:
+                body = error_body(message, "authentication_error", None, "invalid_api_key")
             await send_with_id(
                 {
                     "type": "http.response.start",
