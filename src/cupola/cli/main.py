@@ -7,7 +7,7 @@ import sys
 import click
 
 from cupola import __version__
-from cupola.cli import agents, chat, connections, deployments, keys, serve, toolboxes
+from cupola.cli import agents, chat, connections, deployments, diff, keys, serve, toolboxes
 from cupola.exceptions import CupolaError
 
 
@@ -24,6 +24,7 @@ deployments.register(cli)
 keys.register(cli)
 connections.register(cli)
 toolboxes.register(cli)
+diff.register(cli)
 
 
 def main() -> None:
