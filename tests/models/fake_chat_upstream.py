@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from typing import Any
 import anyio.to_thread
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from loopback import serve_app
 
 Chunk = dict[str, Any] | str
 """A stream chunk: a dict is sent as ``data: <json>``; a str is sent verbatim as the data."""
@@ -205,31 +205,9 @@ class FakeChatUpstream:
 def serve_fake_upstream() -> Iterator[FakeChatUpstream]:
     """Run a :class:`FakeChatUpstream` on an ephemeral loopback port while in the block."""
     upstream = FakeChatUpstream()
-    config = uvicorn.Config(
-        upstream.app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="fake-chat-upstream", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake chat upstream did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    upstream.base_url = f"http://127.0.0.1:{port}/v1"
-    try:
+    with serve_app(upstream.app, "fake-chat-upstream") as port:
+        upstream.base_url = f"http://127.0.0.1:{port}/v1"
         yield upstream
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def unused_port() -> int:

@@ -16,8 +16,6 @@ of ``prompt_filter_results`` and empty ``choices``, and each content chunk carri
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from loopback import serve_app
 
 Event = tuple[str | None, dict[str, Any] | str]
 """One server-sent event: its ``event:`` name (or None) and its data (a dict is sent as JSON,
@@ -127,35 +126,9 @@ async def _sse(answer: Answer) -> AsyncIterator[bytes]:
 @contextmanager
 def serve(upstream: FakeUpstream, cert: tuple[Path, Path] | None = None) -> Iterator[str]:
     """Serve ``upstream`` on an ephemeral loopback port; yields its root URL."""
-    ssl: dict[str, Any] = {}
-    if cert is not None:
-        ssl = {"ssl_certfile": str(cert[0]), "ssl_keyfile": str(cert[1])}
-    config = uvicorn.Config(
-        Starlette(routes=upstream.routes()),
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-        **ssl,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=type(upstream).__name__, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{type(upstream).__name__} did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    upstream.base_url = f"{'https' if cert else 'http'}://127.0.0.1:{port}"
-    try:
+    with serve_app(Starlette(routes=upstream.routes()), type(upstream).__name__, cert) as port:
+        upstream.base_url = f"{'https' if cert else 'http'}://127.0.0.1:{port}"
         yield upstream.base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- Azure OpenAI -------------------------------------------------------------------------

@@ -5,7 +5,6 @@ the real ``openai`` adapter."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from fake_chat_upstream import Chunk, FakeChatUpstream, Received, Reply, chunk, text_chunks
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +30,7 @@ from cupola.models.registry import ModelRegistry
 from cupola.models.resilience import CircuitBreaker, ResilientModel, Target
 from cupola.models.testing import ScriptedModel
 from cupola.settings import DeploymentConfig, Settings
+from loopback import serve_app
 
 HELLO = ModelRequest(messages=(ChatMessage("user", "hello"),))
 
@@ -90,28 +89,9 @@ class FaultyUpstream(FakeChatUpstream):
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FaultyUpstream]:
     fake = FaultyUpstream()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            fake.app,
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            log_level="critical",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    yield fake
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(fake.app, "faulty-upstream") as port:
+        fake.base_url = f"http://127.0.0.1:{port}/v1"
+        yield fake
 
 
 def openai_dep(name: str, upstream: FaultyUpstream, **kwargs: Any) -> dict[str, Any]:

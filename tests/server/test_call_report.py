@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import openai
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,6 +22,7 @@ from cupola.models.base import Adjustment, CallReport
 from cupola.runtime.response import report_metadata
 from cupola.settings import DeploymentConfig
 from live_server import LiveServer, make_settings, start_server
+from loopback import serve_app
 
 
 class FlakyUpstream:
@@ -65,20 +64,9 @@ class FlakyUpstream:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FlakyUpstream]:
     fake = FlakyUpstream()
-    config = uvicorn.Config(
-        fake.app, host="127.0.0.1", port=0, log_config=None, log_level="critical", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    yield fake
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(fake.app, "flaky-upstream") as port:
+        fake.base_url = f"http://127.0.0.1:{port}/v1"
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ is the OpenAPI 3.1 document describing it. Use the ``fake_api`` fixture.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,11 +15,12 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from loopback import serve_app
 
 API_KEY = "sk-test-4f9a1c0d2e7b"
 """The key ``/me`` accepts as ``Authorization: Bearer <key>``."""
@@ -216,31 +215,9 @@ def weather_spec(base_url: str) -> dict[str, Any]:
 def serve_fake_api() -> Iterator[FakeApi]:
     """Run a :class:`FakeApi` on an ephemeral loopback port while in the block."""
     api = FakeApi()
-    config = uvicorn.Config(
-        api.app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="fake-openapi-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake API did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    api.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_app(api.app, "fake-openapi-api") as port:
+        api.base_url = f"http://127.0.0.1:{port}"
         yield api
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,45 @@
+"""Serving a test's fake upstream (any ASGI app) on an ephemeral loopback port, in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+@contextmanager
+def serve_app(app: Any, name: str, cert: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """Serve ``app`` on 127.0.0.1 while in the block (over TLS with ``cert``, a certificate
+    and key file); yields the port."""
+    ssl: dict[str, Any] = {}
+    if cert is not None:
+        ssl = {"ssl_certfile": str(cert[0]), "ssl_keyfile": str(cert[1])}
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        log_level="critical",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        **ssl,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
