@@ -340,6 +340,16 @@ def anthropic_error(kind: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+def fake_token_count(body: dict[str, Any]) -> int:
+    """What :class:`FakeAnthropic` answers to ``count_tokens`` for ``body``."""
+    texts = [body.get("system") or ""]
+    for message in body.get("messages", []):
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else [{"text": content}]
+        texts += [str(b.get("text", "")) for b in blocks]
+    return sum(len(t.split()) for t in texts) + 3 * len(body.get("messages", []))
+
+
 class FakeAnthropic(FakeUpstream):
     """``POST /v1/messages`` (and ``/anthropic/v1/messages``, as a Foundry resource serves
     it), keyed by ``model``."""
@@ -348,10 +358,23 @@ class FakeAnthropic(FakeUpstream):
         return [
             Route("/v1/messages", self._messages, methods=["POST"]),
             Route("/anthropic/v1/messages", self._messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self._count, methods=["POST"]),
         ]
 
     def received(self, key: str) -> list[Received]:
         return [r for r in self.requests if r.body.get("model") == key]
+
+    async def _count(self, request: Request) -> Response:
+        """A stand-in tokenizer: one token per word of the system prompt and the messages'
+        text, plus three per message."""
+        seen = await self.record(request)
+        if not (seen.headers.get("x-api-key") or seen.headers.get("authorization")):
+            body = anthropic_error("authentication_error", "x-api-key header is required")
+            return Response(orjson.dumps(body), 401, media_type="application/json")
+        if "max_tokens" in seen.body or "stream" in seen.body:
+            body = anthropic_error("invalid_request_error", "max_tokens: Extra inputs")
+            return Response(orjson.dumps(body), 400, media_type="application/json")
+        return Response(orjson.dumps({"input_tokens": fake_token_count(seen.body)}))
 
     async def _messages(self, request: Request) -> Response:
         seen = await self.record(request)

@@ -17,6 +17,7 @@ from fake_upstreams import (
     anthropic_text,
     anthropic_text_block,
     anthropic_tool_block,
+    fake_token_count,
     serve,
 )
 
@@ -352,3 +353,26 @@ async def test_max_tokens_stop_is_length(anthropic: FakeAnthropic, make: MakeMod
     anthropic.answer("cut", Answer(events))
     result = await complete(make("cut"), HELLO)
     assert result.finish.reason == "length"
+
+
+async def test_count_tokens_asks_the_provider(anthropic: FakeAnthropic, make: MakeModel) -> None:
+    """Input tokens are counted by the provider's own endpoint, with what the request would
+    send (system, messages, tools) and nothing a count does not take (max_tokens, stream)."""
+    model = make("claude-count")
+    request = ModelRequest(
+        messages=(
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "what is the weather in Paris today"),
+        ),
+        tools=(WEATHER,),
+        max_output_tokens=100,
+    )
+    counted = await model.count_tokens(request)
+    sent = anthropic.received("claude-count")[-1]
+    assert sent.path == "/v1/messages/count_tokens"
+    assert sent.headers["x-api-key"] == KEY
+    assert set(sent.body) == {"model", "messages", "system", "tools", "tool_choice"}
+    assert counted == fake_token_count(sent.body) == 2 + 7 + 3
+    refused = make("claude-count", api_key="", endpoint=anthropic.base_url)
+    with pytest.raises(ProviderError, match="HTTP 401"):  # sent without a key
+        await refused.count_tokens(request)

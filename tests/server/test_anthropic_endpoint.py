@@ -13,8 +13,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from cupola.models.base import ModelRequest
-from cupola.models.testing import ScriptedModel, count_tokens, render_input
 from cupola.store.tables import metadata
 from live_server import LiveServer, make_settings, start_server
 
@@ -223,37 +221,37 @@ def test_a_claude_code_shaped_request(server: LiveServer) -> None:
     assert r.status_code == 200 and r.json()["input_tokens"] > 0
 
 
-def test_count_tokens_estimates(server: LiveServer, client: anthropic.Anthropic) -> None:
+def test_count_tokens_estimates_when_the_model_cannot_count(
+    server: LiveServer, client: anthropic.Anthropic
+) -> None:
+    """`unreachable` is an OpenAI-compatible deployment: Chat Completions has no way to count
+    tokens, so cupola estimates (and never calls the upstream to do it)."""
     text = "The quick brown fox jumps over the lazy dog. " * 20
-    short = client.messages.count_tokens(model="echo", messages=[{"role": "user", "content": "hi"}])
-    long = client.messages.count_tokens(model="echo", messages=[{"role": "user", "content": text}])
+    hi: Any = [{"role": "user", "content": "hi"}]
+    said: Any = [{"role": "user", "content": text}]
+    short = client.messages.count_tokens(model="unreachable", messages=hi)
+    long = client.messages.count_tokens(model="unreachable", messages=said)
     assert long.input_tokens == math.ceil(len(text) / 4) + 4
     assert short.input_tokens == math.ceil(2 / 4) + 4
     with_tools = client.messages.count_tokens(
-        model="echo", messages=[{"role": "user", "content": text}], tools=[WEATHER_TOOL]
+        model="unreachable", messages=said, tools=[WEATHER_TOOL]
     )
     assert with_tools.input_tokens > long.input_tokens
     with_system = client.messages.count_tokens(
-        model="echo", system="Be brief.", messages=[{"role": "user", "content": text}]
+        model="unreachable", system="Be brief.", messages=said
     )
     assert with_system.input_tokens == math.ceil((len(text) + len("Be brief.")) / 4) + 2 * 4
 
 
-class CountingScripted(ScriptedModel):
-    """A scripted model that can count its input exactly (by its own word tokenizer)."""
-
-    async def count_tokens(self, request: ModelRequest) -> int:
-        return count_tokens(render_input(request.messages))
-
-
 def test_count_tokens_is_exact_when_the_model_can_count(
-    server: LiveServer, client: anthropic.Anthropic, unique: str
+    server: LiveServer, client: anthropic.Anthropic
 ) -> None:
-    name = f"counting-{unique}"
-    server.services.models.register(CountingScripted(name))
+    """The scripted models count their input exactly (it is what their usage reports)."""
     messages: Any = [{"role": "user", "content": "three little words and a few more"}]
-    counted = client.messages.count_tokens(model=name, system="Be brief.", messages=messages)
-    used = client.messages.create(model=name, system="Be brief.", max_tokens=50, messages=messages)
+    counted = client.messages.count_tokens(model="echo", system="Be brief.", messages=messages)
+    used = client.messages.create(
+        model="echo", system="Be brief.", max_tokens=50, messages=messages
+    )
     assert counted.input_tokens == used.usage.input_tokens == 11
 
 
@@ -321,9 +319,7 @@ def test_anthropic_foundry_client_with_a_cupola_key(
     }
 
 
-ANY_KEY_MESSAGE = (
-    "a valid API key is required (Authorization: Bearer <key>, api-key or x-api-key)"
-)
+ANY_KEY_MESSAGE = "a valid API key is required (Authorization: Bearer <key>, api-key or x-api-key)"
 
 
 def bad_requests() -> list[tuple[dict[str, Any], int, str]]:

@@ -331,6 +331,27 @@ class AnthropicModel(HttpModel):
     def _body(self, request: ModelRequest) -> dict[str, Any]:
         return build_messages_body(self._model, request)
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """The provider's own count (``POST /v1/messages/count_tokens``)."""
+        body = build_messages_body(self._model, request)
+        counted = {
+            k: body[k] for k in ("model", "messages", "system", "tools", "tool_choice") if k in body
+        }
+        headers = {**await self._call_headers(), "Accept": "application/json"}
+        url = self._url.copy_with(path=self._url.path + "/count_tokens")
+        try:
+            response = await self._http().post(
+                url, content=orjson.dumps(counted), headers=headers, timeout=self._timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._fail(f"counting tokens at {self._where} failed: {exc}") from exc
+        if not response.is_success:
+            raise self._fail(await self._status_error(response), response.status_code)
+        tokens = self._parse(response.content).get("input_tokens")
+        if not isinstance(tokens, int):
+            raise self._fail(f"{self._where} answered count_tokens without input_tokens")
+        return tokens
+
     async def _reply(self, response: httpx.Response) -> AsyncIterator[ModelEvent]:
         state = _MessageStream(self._fail)
         async for data in sse_data(response):

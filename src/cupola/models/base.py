@@ -184,6 +184,11 @@ class Model(abc.ABC):
         """Raise :class:`cupola.exceptions.UserError` now for a request this model would
         refuse, so the client gets a 400 before any response starts (default: none)."""
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """The exact input tokens of ``request`` (its tokenizer, or the provider's counting
+        endpoint), or None when this model cannot count them."""
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release clients and native resources."""
 

@@ -175,6 +175,10 @@ class CompatModel(Model):
         self.adapt(request)  # strict mode refuses here
         self.inner.check(request)
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        adapted, _ = self.adapt(request)
+        return await self.inner.count_tokens(adapted)
+
     def adapt(self, request: ModelRequest) -> tuple[ModelRequest, tuple[Adjustment, ...]]:
         """The request as this family takes it, and what was changed.
 

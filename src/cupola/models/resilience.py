@@ -183,6 +183,12 @@ class ResilientModel(Model):
     def check(self, request: ModelRequest) -> None:
         self.primary.model.check(request)
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        try:
+            return await self.primary.model.count_tokens(request)
+        except ProviderError:  # counting is a nicety: the caller estimates instead
+            return None
+
     def _targets(self) -> list[Callable[[], Target]]:
         def primary() -> Target:
             return self.primary

@@ -149,6 +149,10 @@ class RouterModel(Model):
         route, _ = self.choose(request)  # no route fits: a 400 before the response starts
         self._resolve(route.deployment).check(request)
 
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        route, _ = self.choose(request)
+        return await self._resolve(route.deployment).count_tokens(request)
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         route, reason = self.choose(request)
         model = self._resolve(route.deployment)

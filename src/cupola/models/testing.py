@@ -3,7 +3,8 @@
 ``ScriptedModel`` in ``echo`` mode replies with a rendering of exactly the input it was given
 (one line per message), so a test can read the history the model saw. In ``script`` mode it
 plays canned replies and tool calls, each chosen by a regular expression matched against
-the last user, assistant or tool message (instructions, even mid-conversation, are skipped). It never touches the network.
+the last user, assistant or tool message (instructions, even mid-conversation, are skipped).
+It never touches the network.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class ScriptedModel(Model):
                 if step.fits(last):
                     return step
         return ScriptedStep(reply=render_input(request.messages))
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        return count_tokens(render_input(request.messages))  # what its usage reports
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         step = self._choose(request)

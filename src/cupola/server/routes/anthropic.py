@@ -13,7 +13,7 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -57,14 +57,6 @@ CHARS_PER_TOKEN = 4
 """The estimate's rule of thumb (English prose; code and other languages run denser)."""
 TOKENS_PER_MESSAGE = 4
 """The estimate's allowance for each message's role and framing."""
-
-
-@runtime_checkable
-class TokenCounter(Protocol):
-    """A model that can count a request's input tokens exactly (its own tokenizer, or the
-    provider's counting endpoint); ``count_tokens`` uses it instead of the estimate."""
-
-    async def count_tokens(self, request: ModelRequest) -> int: ...
 
 
 def estimate_tokens(request: ModelRequest) -> int:
@@ -273,10 +265,8 @@ def routes(s: Services) -> list[Route]:
         target = await resolve_target(s.store, s.models, project, req.model)
         create_req, _ = to_runtime(req, target)
         prepared = await s.runner.prepare(project, create_req)
-        model = prepared.model
-        if isinstance(model, TokenCounter):
-            count = await model.count_tokens(prepared.model_request)
-        else:
+        count = await prepared.model.count_tokens(prepared.model_request)
+        if count is None:
             count = estimate_tokens(prepared.model_request)
         return JSONResponse({"input_tokens": count})
 
