@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from live_server import LiveServer
@@ -31,7 +33,16 @@ def test_openapi_lists_the_served_routes(server: LiveServer) -> None:
         ("/healthz", "get"),
     ]:
         assert method in paths[path], (path, method)
-    body = paths["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert "input" in body["properties"] and "agent_reference" in body["properties"]
+
+    def body(path: str) -> dict[str, Any]:
+        schema: dict[str, Any] = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        return schema["schema"]
+
+    assert {"input", "agent_reference"} <= set(body("/v1/responses")["properties"])
+    assert {"messages", "tools", "stream"} <= set(body("/v1/chat/completions")["properties"])
+    assert {"max_tokens", "system"} <= set(body("/anthropic/v1/messages")["properties"])
+    counted = body(f"{project}/anthropic/v1/messages/count_tokens")["properties"]
+    assert "messages" in counted and "max_tokens" not in counted
+    assert "get" in paths["/v1/models"]
     ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(ids) == len(set(ids))

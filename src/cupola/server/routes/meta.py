@@ -11,8 +11,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from cupola import __version__
 from cupola.runtime.request import CreateResponse
 from cupola.server.http import JSONResponse
+from cupola.server.schemas.anthropic import CountTokensRequest, MessagesRequest
+from cupola.server.schemas.chat import ChatCompletionRequest
 
-_BODIES: dict[tuple[str, str], type[Any]] = {("POST", "/responses"): CreateResponse}
+_BODIES: dict[tuple[str, str], type[Any]] = {
+    ("POST", "/responses"): CreateResponse,
+    ("POST", "/chat/completions"): ChatCompletionRequest,
+    ("POST", "/messages"): MessagesRequest,
+    ("POST", "/messages/count_tokens"): CountTokensRequest,
+}
 
 
 def _walk(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, Route]]:
