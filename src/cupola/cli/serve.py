@@ -117,6 +117,7 @@ def register(cli: click.Group) -> None:
             raise click.ClickException("--tls-cert and --tls-key go together")
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
         services = build_services(settings)
+        services.models.build_all()
         services.store.migrate()
         for line in apply_files(settings, services.store, apply):
             click.echo(line)

@@ -88,6 +88,13 @@ class ModelRegistry:
                 f"deployment {name!r} not found", param="model", code="model_not_found"
             ) from None
 
+    def build_all(self) -> None:
+        """Build every deployment's model now (clients still connect lazily), so a
+        misconfigured deployment stops the server at start-up, naming it, rather than
+        failing its first request."""
+        for name in self._configs:
+            self.get(name)
+
     def get(self, name: str) -> Model:
         """The deployment's model, wrapped: ``resilience(compat(adapter))``, or for a router
         the router itself (each route has its own chain), wrapped in resilience only when the
