@@ -79,6 +79,7 @@ def test_elicitation_goes_to_the_caller(toolbox_url: str) -> None:
     assert "action=accept" in text_of(result) and "'username': 'ada'" in text_of(result)
 
 
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_log_messages_reach_the_caller_at_its_level(toolbox_url: str, mode: str) -> None:
     logs: list[types.LoggingMessageNotificationParams] = []
