@@ -223,6 +223,12 @@ def test_each_model_call_is_logged(
     ]
     assert [line["report"]["failed_over"] for line in logged] == [["broken-primary"]]
 
+    plain = client.responses.create(model="echo", input="hi")  # nothing to report at INFO
+    assert not [r for r in caplog.records if plain.id in r.getMessage()]
+    caplog.set_level(logging.DEBUG, logger="cupola.models")
+    debugged = client.responses.create(model="echo", input="hi")
+    assert [r.levelname for r in caplog.records if debugged.id in r.getMessage()] == ["DEBUG"]
+
 
 def test_plain_calls_leave_the_metadata_as_sent(
     client: openai.OpenAI, upstream: FlakyUpstream
