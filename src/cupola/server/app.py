@@ -63,8 +63,9 @@ def build_services(
     box = SecretBox.from_settings(settings)  # the key loads on first use
     store.use_secret_box(box)
     install_redaction(box)
-    models = models or ModelRegistry(settings, secrets=ConnectionSecrets(store))
-    tools = ToolEnv(settings, store, secrets=ConnectionSecrets(store))
+    secrets = ConnectionSecrets(store)  # tools' and deployments' credentials alike
+    models = models or ModelRegistry(settings, secrets=secrets)
+    tools = ToolEnv(settings, store, secrets=secrets)
     runner = Runner(store, models, settings.default_model, tools)
     return Services(settings, store, models, runner, tools)
 
