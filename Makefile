@@ -12,7 +12,7 @@ CONFORMANCE := @modelcontextprotocol/conformance@0.1.13
 # Claude Code, run by the Anthropic endpoint's tests against cupola with its Foundry settings.
 CLAUDE_CODE := @anthropic-ai/claude-code@2.1.197
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck contracts pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,14 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
+# Layers (docs/architecture.md), checked by import-linter's contracts in pyproject.toml.
+contracts: $(VENV)/.dev-installed
+	$(BIN)/lint-imports --no-logo
+
 pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck contracts pytest
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench

@@ -11,6 +11,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+def sortable_id(prefix: str) -> str:
+    """``<prefix><32 hex>``, in creation order (nanosecond clock first, then randomness), so
+    ids paginate the way objects were created."""
+    return f"{prefix}{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
 def now() -> int:
     """Unix time in whole seconds, as ``created_at`` fields carry it."""
     return int(time.time())

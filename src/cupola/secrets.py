@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -44,6 +44,17 @@ KEY_MISMATCH = (
 GENERATE_KEY = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
+
+
+class SecretResolver(Protocol):
+    """Turns a ``project_connection_id`` into the HTTP headers that carry its credential.
+
+    The store implements it (``cupola.store.connections.ConnectionSecrets``); tools and model
+    adapters that reach a service with a project connection's key take one."""
+
+    async def headers_for(self, project: str, connection: str) -> dict[str, str]:
+        """Headers for ``connection`` (a connection name or id); raises NotFound."""
+        ...
 
 
 class SecretKeyError(ConfigError):

@@ -11,8 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from cupola.domain.manifest import load_agent_file
-from cupola.domain.toolboxes import load_toolbox_file
+from cupola.cli.manifests import load_agent_file, load_toolbox_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
 

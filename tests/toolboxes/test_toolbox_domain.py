@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
+from cupola.cli.manifests import load_toolbox_file
 from cupola.domain.toolboxes import (
     Toolbox,
     ToolboxVersion,
     check_toolbox_name,
     check_toolbox_tools,
-    load_toolbox_file,
     shallow_entry_check,
     tool_label,
-    toolbox_object,
     version_number,
-    version_object,
 )
 from cupola.exceptions import UserError
+from cupola.server.objects import toolbox_object
+from cupola.server.objects import toolbox_version_object as version_object
 
 SPEC: dict[str, Any] = {"openapi": "3.0.0", "info": {"title": "w", "version": "1"}, "paths": {}}
 GOOD: list[dict[str, Any]] = [

@@ -14,8 +14,8 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
+from cupola.cli.manifests import load_agent_file
 from cupola.cli.output import print_table, version_lines, when
-from cupola.domain.manifest import load_agent_file
 from cupola.exceptions import NotFound
 
 

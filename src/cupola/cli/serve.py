@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 import yaml
 
-from cupola.domain.agents import check_definition
-from cupola.domain.manifest import load_agent_file
-from cupola.domain.toolboxes import check_toolbox_tools, load_toolbox_file
+from cupola.cli.manifests import load_agent_file, load_toolbox_file
+from cupola.domain.toolboxes import check_toolbox_tools
+from cupola.runtime.agents import check_definition
 from cupola.settings import CONFIG_FILE, DEFAULT_CONFIG, Settings, load_settings
 from cupola.store import SqlStore
 from cupola.tools.registry import normalize_server_tool

@@ -15,8 +15,9 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
+from cupola.cli.manifests import load_toolbox_file
 from cupola.cli.output import print_table, version_lines, when
-from cupola.domain.toolboxes import load_toolbox_file, tool_label
+from cupola.domain.toolboxes import tool_label
 from cupola.exceptions import NotFound
 
 

@@ -57,19 +57,6 @@ class Connection:
     updated_at: int
 
 
-def connection_object(c: Connection) -> dict[str, Any]:
-    """``Connection`` as azure-ai-projects parses it: credentials carry only their type."""
-    return {
-        "name": c.name,
-        "id": c.id,
-        "type": c.type,
-        "target": c.target,
-        "isDefault": c.is_default,
-        "credentials": {"type": c.credential_type},
-        "metadata": dict(c.metadata),
-    }
-
-
 def check_connection_name(name: str) -> str:
     if not _NAME.match(name):
         raise UserError(

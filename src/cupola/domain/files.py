@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass, field
 
 Attributes = dict[str, str | float | bool]
 """A vector store file's attributes: up to 16 keys, values strings, numbers or booleans."""
-
-
-def sortable_id(prefix: str) -> str:
-    """``<prefix><32 hex>``, in creation order (nanosecond clock first, then randomness), so
-    ids paginate the way objects were created."""
-    return f"{prefix}{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True, slots=True)

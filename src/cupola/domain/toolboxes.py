@@ -1,36 +1,16 @@
 """Toolboxes: a named, versioned bundle of tools served as one MCP endpoint.
 
-This module holds the plain data (:class:`ToolboxVersion`, :class:`Toolbox`), the checks a
-version's ``tools`` go through, the wire shapes azure-ai-projects parses (``ToolboxObject``,
-``ToolboxVersionObject``) and toolbox files (the YAML kept in a repo, applied with
-``cupola toolbox apply``):
-
-```yaml
-name: support-tools
-description: Search, docs and GitHub for the support agents
-metadata: {team: support}
-tools:
-  - type: mcp
-    server_label: github
-    server_url: https://api.githubcopilot.com/mcp
-  - type: mcp
-    server_label: notes
-    command: [python, -m, notes_server]      # cupola extension: a stdio MCP server
-  - type: openapi
-    openapi: {name: weather, spec_file: specs/weather.yaml}   # read relative to this file
-```
+This module holds the plain data (:class:`ToolboxVersion`, :class:`Toolbox`) and the checks a
+version's ``tools`` go through. The wire shapes are in ``cupola.server.objects``; toolbox
+files (YAML) are read by ``cupola.cli.manifests``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cupola.domain.agents import AGENT_NAME
 from cupola.exceptions import UserError
@@ -227,134 +207,3 @@ def check_toolbox_tools(
         seen[label] = i
         out.append(entry)
     return out
-
-
-# ---- wire shapes ---------------------------------------------------------------------------
-
-
-def mcp_endpoint(project: str, name: str, version: int | None = None) -> str:
-    """The toolbox's MCP endpoint (a path under the server root). Without a version it serves
-    whichever version is the default at the time; ``?version=N`` pins one."""
-    path = f"/api/projects/{project}/toolboxes/{name}/mcp"
-    return path if version is None else f"{path}?version={version}"
-
-
-def version_object(v: ToolboxVersion, project: str) -> dict[str, Any]:
-    """``ToolboxVersionObject`` as azure-ai-projects parses it (plus ``mcp_endpoint``, pinned
-    to this version)."""
-    return {
-        "object": "toolbox.version",
-        "id": f"{v.name}:{v.version}",
-        "name": v.name,
-        "version": str(v.version),
-        "description": v.description,
-        "created_at": v.created_at,
-        "metadata": v.metadata,
-        "tools": v.tools,
-        "mcp_endpoint": mcp_endpoint(project, v.name, v.version),
-    }
-
-
-def toolbox_object(tb: Toolbox, project: str) -> dict[str, Any]:
-    """``ToolboxObject``: the toolbox, its default version and latest version (plus
-    ``mcp_endpoint``, the stable endpoint that serves the default version)."""
-    return {
-        "object": "toolbox",
-        "id": tb.name,
-        "name": tb.name,
-        "created_at": tb.created_at,
-        "updated_at": tb.updated_at,
-        "default_version": str(tb.default_version),
-        "versions": {"latest": version_object(tb.latest, project)},
-        "mcp_endpoint": mcp_endpoint(project, tb.name),
-    }
-
-
-# ---- toolbox files -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ToolboxManifest:
-    name: str
-    tools: list[dict[str, Any]]
-    description: str | None
-    metadata: dict[str, str]
-
-    def body(self) -> dict[str, Any]:
-        """The ``create_version`` request body."""
-        out: dict[str, Any] = {"tools": self.tools, "metadata": self.metadata}
-        if self.description is not None:
-            out["description"] = self.description
-        return out
-
-
-def _read_structured(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"{what}: {path} is not valid JSON or YAML: {exc}") from None
-
-
-def _inline_spec_file(tool: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
-    """An OpenAPI entry's ``openapi.spec_file`` read (relative to the toolbox file) into
-    ``openapi.spec``."""
-    spec = tool.get("openapi")
-    if tool.get("type") != "openapi" or not isinstance(spec, dict) or "spec_file" not in spec:
-        return tool
-    spec = dict(spec)
-    spec_file = spec.pop("spec_file")
-    if "spec" in spec:
-        raise UserError(f"{where}: give openapi.spec or openapi.spec_file, not both")
-    spec["spec"] = _read_structured(base / str(spec_file), f"{where}.openapi.spec_file")
-    return {**tool, "openapi": spec}
-
-
-def _resolve_cwd(tool: dict[str, Any], base: Path) -> dict[str, Any]:
-    """A stdio MCP entry's relative ``cwd`` is relative to the toolbox file."""
-    cwd = tool.get("cwd")
-    if tool.get("type") != "mcp" or not tool.get("command") or not isinstance(cwd, str):
-        return tool
-    if Path(cwd).is_absolute():
-        return tool
-    return {**tool, "cwd": str((base / cwd).resolve())}
-
-
-def load_toolbox_file(path: Path) -> ToolboxManifest:
-    """Read a toolbox file. Its shape is checked here; its tools are checked by the server
-    (which may know more tool types and fields than this client)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a toolbox file holds a mapping with name and tools")
-    name = data.get("name")
-    if not isinstance(name, str):
-        raise UserError(f"{path}: 'name' is required")
-    check_toolbox_name(name)
-    tools = data.get("tools")
-    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-        raise UserError(f"{path}: 'tools' must be a list of tool mappings")
-    where = f"{path}: tools"
-    tools = [
-        _resolve_cwd(_inline_spec_file(t, path.parent, f"{where}[{i}]"), path.parent)
-        for i, t in enumerate(tools)
-    ]
-    metadata = data.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise UserError(f"{path}: 'metadata' must be a mapping of strings")
-    description = data.get("description")
-    return ToolboxManifest(
-        name=name,
-        tools=tools,
-        description=str(description) if description is not None else None,
-        metadata={str(k): str(v) for k, v in metadata.items()},
-    )

@@ -29,8 +29,8 @@ import anyio.to_thread
 from cupola.exceptions import ConfigError, MissingDependency, NotFound, ProviderError
 from cupola.settings import DeploymentConfig
 
-if TYPE_CHECKING:  # the tools package imports the runtime, which imports models
-    from cupola.tools.base import SecretResolver
+if TYPE_CHECKING:
+    from cupola.secrets import SecretResolver
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 """The Entra ID scope of Azure OpenAI / Foundry model deployments."""

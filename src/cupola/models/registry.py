@@ -17,8 +17,8 @@ from cupola.models.router import RouterModel
 from cupola.models.testing import ScriptedCall, ScriptedModel, ScriptedStep
 from cupola.settings import DeploymentConfig, Settings
 
-if TYPE_CHECKING:  # the tools package imports the runtime, which imports this module
-    from cupola.tools.base import SecretResolver
+if TYPE_CHECKING:
+    from cupola.secrets import SecretResolver
 
 
 def build_model(config: DeploymentConfig, *, secrets: ConnectionKeys | None = None) -> Model:

@@ -2,7 +2,7 @@
 
 The store only ever holds ciphertext; :meth:`ConnectionStore.get_connection` and
 :meth:`ConnectionStore.list_connections` return records without the secret, and only
-:class:`ConnectionSecrets` (the runtime's :class:`~cupola.tools.base.SecretResolver`)
+:class:`ConnectionSecrets` (the runtime's :class:`~cupola.secrets.SecretResolver`)
 decrypts one, to build the headers a tool call sends.
 """
 
@@ -26,8 +26,8 @@ from cupola.secrets import SecretBox
 from cupola.store.base import SqlBase
 from cupola.store.tables import connections
 
-if TYPE_CHECKING:  # tools import the runtime, which imports the store
-    from cupola.tools.base import SecretResolver
+if TYPE_CHECKING:
+    from cupola.secrets import SecretResolver
 
 _CONNECTIONS_SEGMENT = "/connections/"
 

@@ -23,10 +23,9 @@ from cupola.domain.files import (
     StoredChunk,
     VectorStoreFileRecord,
     VectorStoreRecord,
-    sortable_id,
 )
 from cupola.exceptions import NotFound
-from cupola.ids import now
+from cupola.ids import now, sortable_id
 from cupola.store.base import SqlBase, page_of, paginate
 from cupola.store.tables import (
     file_chunks,

@@ -14,10 +14,11 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cupola.domain.records import Item
 from cupola.models.base import FunctionSpec, ToolCall
+from cupola.secrets import SecretResolver as SecretResolver  # re-exported for toolsets
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 """What a function name may be (the Responses and Chat Completions rule)."""
@@ -77,11 +78,3 @@ class Toolset(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release sessions or processes this toolset opened for one response."""
-
-
-class SecretResolver(Protocol):
-    """Turns a ``project_connection_id`` into the HTTP headers that carry its credential."""
-
-    async def headers_for(self, project: str, connection: str) -> dict[str, str]:
-        """Headers for ``connection`` (a connection name or id); raises NotFound."""
-        ...

@@ -9,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.agents import agent_object, check_agent_name, check_definition, version_object
+from cupola.domain.agents import check_agent_name
 from cupola.exceptions import UserError
+from cupola.runtime.agents import check_definition
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.objects import agent_object, agent_version_object
 from cupola.server.services import Services
 
 
@@ -46,7 +48,7 @@ def routes(s: Services) -> list[Route]:
         version, _created = await s.store.create_agent_version(
             project, name, definition, body.description, body.metadata or {}
         )
-        return JSONResponse(version_object(version))
+        return JSONResponse(agent_version_object(version))
 
     async def get_agent(request: Request) -> Response:
         latest = await s.store.get_agent_version(
@@ -77,7 +79,7 @@ def routes(s: Services) -> list[Route]:
             after=_cursor_version(request.query_params.get("after")),
             before=_cursor_version(request.query_params.get("before")),
         )
-        data = [version_object(v) for v in page.data]
+        data = [agent_version_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
     async def get_version(request: Request) -> Response:
@@ -86,7 +88,7 @@ def routes(s: Services) -> list[Route]:
             request.path_params["agent_name"],
             _version_number(request.path_params["agent_version"]),
         )
-        return JSONResponse(version_object(version))
+        return JSONResponse(agent_version_object(version))
 
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]

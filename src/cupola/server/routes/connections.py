@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.connections import check_connection_name, check_credentials, connection_object
+from cupola.domain.connections import check_connection_name, check_credentials
 from cupola.exceptions import UserError
 from cupola.secrets import SecretBox
 from cupola.server.http import JSONResponse, parse_body
+from cupola.server.objects import connection_object
 from cupola.server.services import Services
 
 

@@ -18,13 +18,12 @@ from cupola.domain.toolboxes import (
     EntryCheck,
     check_toolbox_name,
     check_toolbox_tools,
-    toolbox_object,
     version_number,
-    version_object,
 )
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.objects import toolbox_object, toolbox_version_object
 from cupola.server.services import Services
 
 
@@ -74,7 +73,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         version, _created = await s.store.create_toolbox_version(
             project, name, tools, body.description, body.metadata or {}
         )
-        return JSONResponse(version_object(version, project))
+        return JSONResponse(toolbox_version_object(version, project))
 
     async def get_toolbox(request: Request) -> Response:
         """Get a toolbox with its default and latest versions."""
@@ -120,7 +119,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
             after=_cursor(request, "after"),
             before=_cursor(request, "before"),
         )
-        data = [version_object(v, project) for v in page.data]
+        data = [toolbox_version_object(v, project) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
     async def get_version(request: Request) -> Response:
@@ -129,7 +128,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         version = await s.store.get_toolbox_version(
             project, request.path_params["name"], version_number(request.path_params["version"])
         )
-        return JSONResponse(version_object(version, project))
+        return JSONResponse(toolbox_version_object(version, project))
 
     async def delete_version(request: Request) -> Response:
         """Delete one version of a toolbox (never the default while others exist)."""
