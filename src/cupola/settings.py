@@ -101,7 +101,8 @@ class DeploymentConfig(_Section):
     mode: Literal["echo", "script"] = "echo"
     """scripted: ``echo`` renders the input it received; ``script`` plays ``script``."""
     script: list[ScriptStep] = Field(default_factory=list)
-    """scripted: canned replies, the first whose ``match`` fits is used."""
+    """scripted: canned replies, the first whose ``match`` fits is used; a request none fits
+    fails (code ``script_mismatch``): end with a step without ``match`` for a catch-all."""
     context_size: int = 4096
     """embedded: the context window in tokens."""
     threads: int | None = None
