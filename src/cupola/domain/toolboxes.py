@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cupola.domain.agents import AGENT_NAME
+from cupola.domain.versions import version_number as version_number  # re-exported
 from cupola.exceptions import UserError
 
 TOOLBOX_TOOL_TYPES = ("mcp", "openapi", "code_interpreter", "file_search")
@@ -42,13 +43,15 @@ class ToolboxVersion:
 
 @dataclass(frozen=True, slots=True)
 class Toolbox:
-    """A toolbox: its default version (what the stable endpoint serves) and its latest."""
+    """A toolbox: its default version (what the stable endpoint serves), its latest, and its
+    labels (label name to version number, ``default`` among them)."""
 
     name: str
     default: ToolboxVersion
     latest: ToolboxVersion
     created_at: int
     updated_at: int
+    labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def default_version(self) -> int:
@@ -63,14 +66,6 @@ def check_toolbox_name(name: str) -> str:
             code="invalid_name",
         )
     return name
-
-
-def version_number(raw: str | int, param: str = "version") -> int:
-    """A version as the wire gives it (``"3"``) as a number."""
-    text = str(raw)
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"a toolbox version is a number, not {str(raw)!r}", param=param)
-    return int(text)
 
 
 # ---- tools ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Agents and their immutable, numbered versions."""
+"""Agents: versioned resources of kind ``agent`` whose content is the definition."""
 
 from __future__ import annotations
 
@@ -7,41 +7,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from cupola.domain import AgentVersion, Page
-from cupola.exceptions import NotFound
-from cupola.ids import now
-from cupola.store.base import SqlBase, page_of, paginate
-from cupola.store.tables import agent_versions, agents
-from cupola.store.versions import content_hash, reserve_number, same_content, version_page
+from cupola.domain.versions import Selector
+from cupola.store import versions as v
+from cupola.store.base import SqlBase, page_of
+
+AGENT = v.Kind("agent", "agent", "agent_name")
 
 
-def _version(row: sa.Row[Any]) -> AgentVersion:
+def _agent(row: v.VersionRow) -> AgentVersion:
     return AgentVersion(
         name=row.name,
         version=row.version,
-        definition=row.definition,
+        definition=row.content,
         description=row.description,
         metadata=row.metadata,
         created_at=row.created_at,
         content_hash=row.content_hash,
     )
-
-
-def _find(conn: sa.Connection, project: str, name: str, version: int | None) -> AgentVersion:
-    query = sa.select(agent_versions).where(
-        agent_versions.c.project == project, agent_versions.c.name == name
-    )
-    if version is None:
-        query = query.order_by(agent_versions.c.version.desc()).limit(1)
-    else:
-        query = query.where(agent_versions.c.version == version)
-    row = conn.execute(query).first()
-    if row is None:
-        if version is None:
-            raise NotFound(f"agent {name!r} not found", param="agent_name", code="not_found")
-        raise NotFound(
-            f"version {version} of agent {name!r} not found", param="version", code="not_found"
-        )
-    return _version(row)
 
 
 class AgentStore(SqlBase):
@@ -55,28 +37,12 @@ class AgentStore(SqlBase):
     ) -> tuple[AgentVersion, bool]:
         """Store a new version, or return the existing one with identical content.
         The flag is True when a version was created."""
-        meta = metadata or {}
-        digest = content_hash(definition, description, meta)
 
         def run(conn: sa.Connection) -> tuple[AgentVersion, bool]:
-            same = same_content(conn, agent_versions, project, name, digest)
-            if same is not None:
-                return _version(same), False
-            created = now()
-            number = reserve_number(conn, agents, project, name, first={"created_at": created})
-            values = dict(
-                project=project,
-                name=name,
-                version=number,
-                content_hash=digest,
-                description=description,
-                metadata=meta,
-                definition=definition,
-                created_at=created,
+            row, created = v.create(
+                conn, project, AGENT, name, definition, description, metadata or {}
             )
-            conn.execute(agent_versions.insert().values(**values))
-            del values["project"]
-            return AgentVersion(**values), True  # type: ignore[arg-type]
+            return _agent(row), created
 
         try:
             return await self._write(run)
@@ -85,10 +51,14 @@ class AgentStore(SqlBase):
             return await self._write(run)
 
     async def get_agent_version(
-        self, project: str, name: str, version: int | None = None
+        self, project: str, name: str, version: Selector = None
     ) -> AgentVersion:
-        """The given version, or the latest when ``version`` is None."""
-        return await self._read(_find, project, name, version)
+        """The version a selector means: a number, a label, or None for the latest."""
+
+        def run(conn: sa.Connection) -> AgentVersion:
+            return _agent(v.find(conn, project, AGENT, name, version))
+
+        return await self._read(run)
 
     async def list_agents(
         self,
@@ -102,11 +72,10 @@ class AgentStore(SqlBase):
         """Agents (by name), each as its latest version."""
 
         def run(conn: sa.Connection) -> Page[AgentVersion]:
-            names = sa.select(agents.c.name).where(agents.c.project == project)
-            rows, more = paginate(
-                conn, names, agents.c.name, limit=limit, order=order, after=after, before=before
+            rows, more = v.names_page(
+                conn, project, AGENT, limit=limit, order=order, after=after, before=before
             )
-            return page_of([_find(conn, project, r.name, None) for r in rows], more)
+            return page_of([_agent(v.find(conn, project, AGENT, r.name, None)) for r in rows], more)
 
         return await self._read(run)
 
@@ -121,55 +90,18 @@ class AgentStore(SqlBase):
         before: int | None = None,
     ) -> Page[AgentVersion]:
         def run(conn: sa.Connection) -> Page[AgentVersion]:
-            _find(conn, project, name, None)
-            rows, more = version_page(
-                conn,
-                agent_versions,
-                project,
-                name,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
+            page = v.versions_page(
+                conn, project, AGENT, name, limit=limit, order=order, after=after, before=before
             )
-            return page_of([_version(r) for r in rows], more)
+            return page_of([_agent(r) for r in page.data], page.has_more)
 
         return await self._read(run)
 
     async def delete_agent_version(self, project: str, name: str, version: int) -> None:
-        """Delete one version; deleting the last one deletes the agent."""
-
-        def run(conn: sa.Connection) -> None:
-            _find(conn, project, name, version)
-            conn.execute(
-                agent_versions.delete().where(
-                    agent_versions.c.project == project,
-                    agent_versions.c.name == name,
-                    agent_versions.c.version == version,
-                )
-            )
-            left = conn.execute(
-                sa.select(sa.func.count()).where(
-                    agent_versions.c.project == project, agent_versions.c.name == name
-                )
-            ).scalar()
-            if not left:
-                conn.execute(
-                    agents.delete().where(agents.c.project == project, agents.c.name == name)
-                )
-
-        await self._write(run)
+        """Delete one version; deleting the last one deletes the agent. A version a label
+        points at is kept while others exist (UserError, code ``labelled_version``)."""
+        await self._write(v.delete_version, project, AGENT, name, version)
 
     async def delete_agent(self, project: str, name: str) -> None:
-        """Delete an agent and every version of it."""
-
-        def run(conn: sa.Connection) -> None:
-            _find(conn, project, name, None)
-            conn.execute(
-                agent_versions.delete().where(
-                    agent_versions.c.project == project, agent_versions.c.name == name
-                )
-            )
-            conn.execute(agents.delete().where(agents.c.project == project, agents.c.name == name))
-
-        await self._write(run)
+        """Delete an agent, every version and label of it (label removals are recorded)."""
+        await self._write(v.delete_resource, project, AGENT, name)

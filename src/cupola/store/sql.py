@@ -9,13 +9,21 @@ from cupola.store.files import FileStore
 from cupola.store.keys import KeyStore
 from cupola.store.responses import ResponseStore
 from cupola.store.toolboxes import ToolboxStore
+from cupola.store.versions import LabelStore
 
 
 class SqlStore(
-    AgentStore, ConversationStore, ResponseStore, KeyStore, ConnectionStore, ToolboxStore, FileStore
+    AgentStore,
+    ToolboxStore,
+    LabelStore,
+    ConversationStore,
+    ResponseStore,
+    KeyStore,
+    ConnectionStore,
+    FileStore,
 ):
-    """Agents, conversations, responses, keys, connections, toolboxes and files on one
-    SQLAlchemy engine.
+    """Agents and toolboxes (versioned, with labels), conversations, responses, keys,
+    connections and files on one SQLAlchemy engine.
 
     Each method is one transaction. Async methods run off the event loop (SQLite writes go
     through one batching writer thread); ``*_sync`` methods are for the CLI.

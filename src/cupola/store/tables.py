@@ -9,27 +9,65 @@ metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
-agents = sa.Table(
-    "agents",
+# Versioned resources (agents, toolboxes; evaluators, datasets, guardrail policies next):
+# numbered, content-addressed versions under a parent row that keeps the next number (never
+# reused), named labels pointing at versions, and every move of a label, for audit.
+resources = sa.Table(
+    "resources",
     metadata,
     sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("next_version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
-agent_versions = sa.Table(
-    "agent_versions",
+resource_versions = sa.Table(
+    "resource_versions",
     metadata,
     sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("metadata", Json, nullable=False),
-    sa.Column("definition", Json, nullable=False),
+    sa.Column("content", Json, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("project", "name", "content_hash", name="uq_agent_versions_hash"),
+    sa.UniqueConstraint(
+        "project", "kind", "name", "content_hash", name="uq_resource_versions_hash"
+    ),
+)
+
+resource_labels = sa.Table(
+    "resource_labels",
+    metadata,
+    sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+resource_label_moves = sa.Table(
+    "resource_label_moves",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("previous", sa.Integer, nullable=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_resource_label_moves_name", "project", "kind", "name", "seq"),
 )
 
 conversations = sa.Table(
@@ -100,31 +138,6 @@ connections = sa.Table(
     sa.Column("is_default", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
-)
-
-toolboxes = sa.Table(
-    "toolboxes",
-    metadata,
-    sa.Column("project", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("default_version", sa.Integer, nullable=False),
-    sa.Column("next_version", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-)
-
-toolbox_versions = sa.Table(
-    "toolbox_versions",
-    metadata,
-    sa.Column("project", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("description", sa.Text, nullable=True),
-    sa.Column("metadata", Json, nullable=False),
-    sa.Column("tools", Json, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("project", "name", "content_hash", name="uq_toolbox_versions_hash"),
 )
 
 files = sa.Table(

@@ -1,8 +1,9 @@
-"""Toolboxes and their immutable, numbered versions; one of them is the default.
+"""Toolboxes: versioned resources of kind ``toolbox`` whose content is ``{"tools": [...]}``.
 
-Versions are content-addressed like agent versions: creating a version with the content of an
-existing one returns that version. The first version becomes the default; later versions do
-not move it, :meth:`ToolboxStore.set_default_version` does (promotion).
+Versions are content-addressed like agent versions. A toolbox always has a ``default`` label
+(what its stable MCP endpoint serves): the first version gets it, later versions do not move
+it, :meth:`ToolboxStore.set_default_version` (promotion; Foundry's ``default_version``) or
+setting the label does.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import sqlalchemy as sa
 
 from cupola.domain import Page
 from cupola.domain.toolboxes import Toolbox, ToolboxVersion
-from cupola.exceptions import NotFound, UserError
-from cupola.ids import now
-from cupola.store.base import SqlBase, page_of, paginate
-from cupola.store.tables import toolbox_versions, toolboxes
-from cupola.store.versions import content_hash, reserve_number, same_content, version_page
+from cupola.domain.versions import DEFAULT, Selector
+from cupola.store import versions as v
+from cupola.store.base import SqlBase, page_of
+
+TOOLBOX = v.Kind("toolbox", "toolbox", "name", required_labels=(DEFAULT,))
 
 
-def _version(row: sa.Row[Any]) -> ToolboxVersion:
+def _toolbox_version(row: v.VersionRow) -> ToolboxVersion:
     return ToolboxVersion(
         name=row.name,
         version=row.version,
-        tools=row.tools,
+        tools=list(row.content["tools"]),
         description=row.description,
         metadata=row.metadata,
         created_at=row.created_at,
@@ -32,52 +33,16 @@ def _version(row: sa.Row[Any]) -> ToolboxVersion:
     )
 
 
-def _not_found(name: str) -> NotFound:
-    return NotFound(f"toolbox {name!r} not found", param="name", code="not_found")
-
-
-def _toolbox_row(conn: sa.Connection, project: str, name: str, *, lock: bool = False) -> Any:
-    query = sa.select(toolboxes).where(toolboxes.c.project == project, toolboxes.c.name == name)
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    if row is None:
-        raise _not_found(name)
-    return row
-
-
-def _find_version(conn: sa.Connection, project: str, name: str, version: int) -> ToolboxVersion:
-    row = conn.execute(
-        sa.select(toolbox_versions).where(
-            toolbox_versions.c.project == project,
-            toolbox_versions.c.name == name,
-            toolbox_versions.c.version == version,
-        )
-    ).first()
-    if row is None:
-        raise NotFound(
-            f"version {version} of toolbox {name!r} not found", param="version", code="not_found"
-        )
-    return _version(row)
-
-
-def _latest(conn: sa.Connection, project: str, name: str) -> ToolboxVersion:
-    row = conn.execute(
-        sa.select(toolbox_versions)
-        .where(toolbox_versions.c.project == project, toolbox_versions.c.name == name)
-        .order_by(toolbox_versions.c.version.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        raise _not_found(name)
-    return _version(row)
-
-
-def _toolbox(conn: sa.Connection, project: str, name: str) -> Toolbox:
-    row = _toolbox_row(conn, project, name)
-    latest = _latest(conn, project, name)
+def _toolbox(conn: sa.Connection, project: str, name: str, parent: Any = None) -> Toolbox:
+    row = parent if parent is not None else v.parent(conn, project, TOOLBOX, name)
+    labels = v.labels_of(conn, project, TOOLBOX, name)
+    latest = _toolbox_version(v.find(conn, project, TOOLBOX, name, None))
+    by_label = {label.label: label.version for label in labels}
+    number = by_label.get(DEFAULT, latest.version)
     default = (
         latest
-        if latest.version == row.default_version
-        else _find_version(conn, project, name, row.default_version)
+        if number == latest.version
+        else _toolbox_version(v.find(conn, project, TOOLBOX, name, number))
     )
     return Toolbox(
         name=name,
@@ -85,24 +50,7 @@ def _toolbox(conn: sa.Connection, project: str, name: str) -> Toolbox:
         latest=latest,
         created_at=row.created_at,
         updated_at=row.updated_at,
-    )
-
-
-def _get_version(
-    conn: sa.Connection, project: str, name: str, version: int | None
-) -> ToolboxVersion:
-    if version is None:
-        version = _toolbox_row(conn, project, name).default_version
-    else:
-        _toolbox_row(conn, project, name)
-    return _find_version(conn, project, name, version)
-
-
-def _touch(conn: sa.Connection, project: str, name: str, **values: Any) -> None:
-    conn.execute(
-        toolboxes.update()
-        .where(toolboxes.c.project == project, toolboxes.c.name == name)
-        .values(updated_at=now(), **values)
+        labels=by_label,
     )
 
 
@@ -118,44 +66,13 @@ class ToolboxStore(SqlBase):
         """Store a new version (creating the toolbox, whose default it then becomes), or
         return the existing one with identical content. The flag is True when created.
         ``tools`` must already be checked (``check_toolbox_tools``)."""
-        meta = metadata or {}
-        digest = content_hash({"tools": tools}, description, meta)
 
         def run(conn: sa.Connection) -> tuple[ToolboxVersion, bool]:
-            same = same_content(conn, toolbox_versions, project, name, digest)
-            if same is not None:
-                return _version(same), False
-            created = now()
-            number = reserve_number(
-                conn,
-                toolboxes,
-                project,
-                name,
-                first={"default_version": 1, "created_at": created, "updated_at": created},
-                bump={"updated_at": created},
+            content = {"tools": tools}
+            row, created = v.create(
+                conn, project, TOOLBOX, name, content, description, metadata or {}
             )
-            version = ToolboxVersion(
-                name=name,
-                version=number,
-                tools=tools,
-                description=description,
-                metadata=meta,
-                created_at=created,
-                content_hash=digest,
-            )
-            conn.execute(
-                toolbox_versions.insert().values(
-                    project=project,
-                    name=name,
-                    version=number,
-                    content_hash=digest,
-                    description=description,
-                    metadata=meta,
-                    tools=tools,
-                    created_at=created,
-                )
-            )
-            return version, True
+            return _toolbox_version(row), created
 
         try:
             return await self._write(run)
@@ -164,15 +81,20 @@ class ToolboxStore(SqlBase):
             return await self._write(run)
 
     async def get_toolbox(self, project: str, name: str) -> Toolbox:
-        """The toolbox with its default and latest versions; raises NotFound."""
+        """The toolbox with its default and latest versions and its labels; raises NotFound."""
         return await self._read(_toolbox, project, name)
 
     async def get_toolbox_version(
-        self, project: str, name: str, version: int | None = None
+        self, project: str, name: str, version: Selector = None
     ) -> ToolboxVersion:
-        """The given version, or the default version when ``version`` is None (what the
-        toolbox's stable endpoint serves); raises NotFound."""
-        return await self._read(_get_version, project, name, version)
+        """The version a selector means (a number or a label), or the default version when
+        ``version`` is None (what the toolbox's stable endpoint serves); raises NotFound."""
+
+        def run(conn: sa.Connection) -> ToolboxVersion:
+            selector = DEFAULT if version is None else version
+            return _toolbox_version(v.find(conn, project, TOOLBOX, name, selector))
+
+        return await self._read(run)
 
     async def list_toolboxes(
         self,
@@ -186,11 +108,10 @@ class ToolboxStore(SqlBase):
         """Toolboxes, paged by name."""
 
         def run(conn: sa.Connection) -> Page[Toolbox]:
-            names = sa.select(toolboxes.c.name).where(toolboxes.c.project == project)
-            rows, more = paginate(
-                conn, names, toolboxes.c.name, limit=limit, order=order, after=after, before=before
+            rows, more = v.names_page(
+                conn, project, TOOLBOX, limit=limit, order=order, after=after, before=before
             )
-            return page_of([_toolbox(conn, project, r.name) for r in rows], more)
+            return page_of([_toolbox(conn, project, r.name, r) for r in rows], more)
 
         return await self._read(run)
 
@@ -207,82 +128,28 @@ class ToolboxStore(SqlBase):
         """A toolbox's versions, paged by number; raises NotFound for an unknown toolbox."""
 
         def run(conn: sa.Connection) -> Page[ToolboxVersion]:
-            _toolbox_row(conn, project, name)
-            rows, more = version_page(
-                conn,
-                toolbox_versions,
-                project,
-                name,
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
+            page = v.versions_page(
+                conn, project, TOOLBOX, name, limit=limit, order=order, after=after, before=before
             )
-            return page_of([_version(r) for r in rows], more)
+            return page_of([_toolbox_version(r) for r in page.data], page.has_more)
 
         return await self._read(run)
 
     async def set_default_version(self, project: str, name: str, version: int) -> Toolbox:
-        """Make ``version`` the default (promote or roll back); raises NotFound."""
+        """Move the ``default`` label to ``version`` (promote or roll back); raises NotFound."""
 
         def run(conn: sa.Connection) -> Toolbox:
-            row = _toolbox_row(conn, project, name, lock=True)
-            _find_version(conn, project, name, version)
-            if row.default_version != version:
-                _touch(conn, project, name, default_version=version)
+            v.set_label(conn, project, TOOLBOX, name, DEFAULT, version)
             return _toolbox(conn, project, name)
 
         return await self._write(run)
 
     async def delete_toolbox_version(self, project: str, name: str, version: int) -> None:
-        """Delete one version. The default version cannot be deleted while others exist
-        (UserError, code ``default_version``); deleting the only version deletes the toolbox."""
-
-        def run(conn: sa.Connection) -> None:
-            row = _toolbox_row(conn, project, name, lock=True)
-            _find_version(conn, project, name, version)
-            left = conn.execute(
-                sa.select(sa.func.count()).where(
-                    toolbox_versions.c.project == project, toolbox_versions.c.name == name
-                )
-            ).scalar()
-            if version == row.default_version and (left or 0) > 1:
-                raise UserError(
-                    f"version {version} is the default version of toolbox {name!r}; make "
-                    "another version the default first, or delete the whole toolbox",
-                    param="version",
-                    code="default_version",
-                )
-            conn.execute(
-                toolbox_versions.delete().where(
-                    toolbox_versions.c.project == project,
-                    toolbox_versions.c.name == name,
-                    toolbox_versions.c.version == version,
-                )
-            )
-            if (left or 0) <= 1:
-                conn.execute(
-                    toolboxes.delete().where(
-                        toolboxes.c.project == project, toolboxes.c.name == name
-                    )
-                )
-            else:
-                _touch(conn, project, name)
-
-        await self._write(run)
+        """Delete one version. The default version (or one another label points at) cannot be
+        deleted while others exist (UserError, code ``default_version``); deleting the only
+        version deletes the toolbox."""
+        await self._write(v.delete_version, project, TOOLBOX, name, version)
 
     async def delete_toolbox(self, project: str, name: str) -> None:
-        """Delete a toolbox and every version of it; raises NotFound."""
-
-        def run(conn: sa.Connection) -> None:
-            _toolbox_row(conn, project, name, lock=True)
-            conn.execute(
-                toolbox_versions.delete().where(
-                    toolbox_versions.c.project == project, toolbox_versions.c.name == name
-                )
-            )
-            conn.execute(
-                toolboxes.delete().where(toolboxes.c.project == project, toolboxes.c.name == name)
-            )
-
-        await self._write(run)
+        """Delete a toolbox, every version and label of it; raises NotFound."""
+        await self._write(v.delete_resource, project, TOOLBOX, name)
