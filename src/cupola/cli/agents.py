@@ -14,17 +14,18 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
+from cupola.cli.labels import add_label_commands, labels_by_version
 from cupola.cli.manifests import load_agent_file
 from cupola.cli.output import print_table, version_lines, when
 from cupola.exceptions import NotFound
 
 
-def _version_path(name: str, version: int | None) -> str:
+def _version_path(name: str, version: int | str | None) -> str:
     return f"/agents/{name}" if version is None else f"/agents/{name}/versions/{version}"
 
 
-def get_version(client: CupolaClient, name: str, version: int | None) -> dict[str, Any]:
-    """One version object (the latest when ``version`` is None)."""
+def get_version(client: CupolaClient, name: str, version: int | str | None) -> dict[str, Any]:
+    """One version object: a number or a label (the latest when ``version`` is None)."""
     found: dict[str, Any] = client.get(_version_path(name, version))
     if version is None:
         latest: dict[str, Any] = found["versions"]["latest"]
@@ -70,7 +71,7 @@ def _describe(version: dict[str, Any]) -> str:
 def _agent_group() -> click.Group:
     @click.group("agent")
     def agent() -> None:
-        """Create, inspect and delete versioned agents."""
+        """Create, inspect, label and delete versioned agents."""
 
     @agent.command("apply")
     @click.option(
@@ -113,13 +114,15 @@ def _agent_group() -> click.Group:
 
     @agent.command("show")
     @click.argument("name")
-    @click.option("--version", type=int, help="Version number (default: the latest).")
+    @click.option(
+        "--version", help="Version number or label, e.g. 3 or prod (default: the latest)."
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the version object as JSON.")
     @connection_options
     @one_line_errors
     def show(
         name: str,
-        version: int | None,
+        version: str | None,
         as_json: bool,
         config: Path | None,
         endpoint: str | None,
@@ -134,12 +137,14 @@ def _agent_group() -> click.Group:
     @connection_options
     @one_line_errors
     def versions(name: str, config: Path | None, endpoint: str | None) -> None:
-        """List an agent's versions, newest first."""
+        """List an agent's versions, newest first, with the labels pointing at each."""
         with client_for(config, endpoint) as client:
             found = client.list_all(f"/agents/{name}/versions", order="desc")
+            labels = labels_by_version(client, "agents", name)
         rows = [
             [
                 str(v.get("version")),
+                ", ".join(labels.get(str(v.get("version")), [])) or "-",
                 str((v.get("definition") or {}).get("model", "-")),
                 when(v.get("created_at")),
                 str(v.get("description") or ""),
@@ -147,7 +152,9 @@ def _agent_group() -> click.Group:
             for v in found
         ]
         print_table(
-            ["VERSION", "MODEL", "CREATED", "DESCRIPTION"], rows, f"agent {name} has no versions"
+            ["VERSION", "LABELS", "MODEL", "CREATED", "DESCRIPTION"],
+            rows,
+            f"agent {name} has no versions",
         )
 
     @agent.command("delete")
@@ -167,6 +174,7 @@ def _agent_group() -> click.Group:
             client.delete(_version_path(name, version))
         click.echo(f"deleted {what}")
 
+    add_label_commands(agent, "agent", "agents")
     return agent
 
 

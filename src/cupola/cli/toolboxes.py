@@ -15,6 +15,7 @@ from cupola.cli.client import (
     connection_options,
     one_line_errors,
 )
+from cupola.cli.labels import add_label_commands, labels_by_version
 from cupola.cli.manifests import load_toolbox_file
 from cupola.cli.output import print_table, version_lines, when
 from cupola.domain.toolboxes import tool_label
@@ -88,7 +89,8 @@ def _describe(version: dict[str, Any], default: str | None, endpoint: str) -> st
 def _toolbox_group() -> click.Group:
     @click.group("toolbox")
     def toolbox() -> None:
-        """Create, promote and delete versioned toolboxes (tools served as one MCP endpoint)."""
+        """Create, promote, label and delete versioned toolboxes (tools served as one MCP
+        endpoint)."""
 
     @toolbox.command("apply")
     @click.option(
@@ -134,12 +136,14 @@ def _toolbox_group() -> click.Group:
 
     @toolbox.command("show")
     @click.argument("name")
-    @click.option("--version", type=int, help="Version number (default: the default version).")
+    @click.option(
+        "--version", help="Version number or label, e.g. 3 or prod (default: the default)."
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the version object as JSON.")
     @connection_options
     @one_line_errors
     def show(
-        name: str, version: int | None, as_json: bool, config: Path | None, endpoint: str | None
+        name: str, version: str | None, as_json: bool, config: Path | None, endpoint: str | None
     ) -> None:
         """Show one version of a toolbox (the default version unless --version)."""
         with client_for(config, endpoint) as client:
@@ -157,13 +161,16 @@ def _toolbox_group() -> click.Group:
     @connection_options
     @one_line_errors
     def versions(name: str, config: Path | None, endpoint: str | None) -> None:
-        """List a toolbox's versions, newest first; * marks the default."""
+        """List a toolbox's versions, newest first; * marks the default, LABELS lists the
+        labels pointing at each."""
         with client_for(config, endpoint) as client:
             default = str(client.get(f"/toolboxes/{name}").get("default_version"))
             found = client.list_all(f"/toolboxes/{name}/versions", order="desc")
+            labels = labels_by_version(client, "toolboxes", name)
         rows = [
             [
                 str(v.get("version")) + (" *" if str(v.get("version")) == default else ""),
+                ", ".join(labels.get(str(v.get("version")), [])) or "-",
                 str(len(v.get("tools") or [])),
                 when(v.get("created_at")),
                 str(v.get("description") or ""),
@@ -171,7 +178,9 @@ def _toolbox_group() -> click.Group:
             for v in found
         ]
         print_table(
-            ["VERSION", "TOOLS", "CREATED", "DESCRIPTION"], rows, f"toolbox {name} has no versions"
+            ["VERSION", "LABELS", "TOOLS", "CREATED", "DESCRIPTION"],
+            rows,
+            f"toolbox {name} has no versions",
         )
 
     @toolbox.command("promote")
@@ -207,6 +216,7 @@ def _toolbox_group() -> click.Group:
             client.delete(path)
         click.echo(f"deleted {what}")
 
+    add_label_commands(toolbox, "toolbox", "toolboxes")
     return toolbox
 
 

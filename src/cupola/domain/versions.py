@@ -31,7 +31,8 @@ MAX_VERSION = 2**31 - 1
 """The highest version number (the database column is a 32-bit integer)."""
 
 Selector = int | str | None
-"""A version number, a label name, or None."""
+"""A version number, a label name (``latest`` is the highest version), or None (the
+resource's own choice: an agent's latest version, a toolbox's default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +94,10 @@ def version_number(raw: str | int, param: str = "version") -> int:
 
 
 def parse_selector(raw: str | int | None, param: str = "version") -> Selector:
-    """What a reference's ``version`` field means: digits are a number, ``latest`` (or
-    nothing) is None, anything else must be a label name."""
-    if raw is None or raw == "" or raw == LATEST:
+    """What a reference's ``version`` field means: nothing is None (the resource's own choice:
+    the latest agent version, a toolbox's default), digits are a number, anything else a
+    label name (``latest`` among them)."""
+    if raw is None or raw == "":
         return None
     if isinstance(raw, bool):
         raise UserError(f"{param} must be a version number or a label", param=param)

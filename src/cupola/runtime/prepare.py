@@ -172,7 +172,7 @@ class Preparer:
         ref = req.agent_ref
         if ref is None:
             return None
-        return await self.store.get_agent_version(project, ref.name, ref.version_number())
+        return await self.store.get_agent_version(project, ref.name, ref.selector())
 
     def _model(self, agent: AgentVersion | None, req: CreateResponse) -> Model:
         if agent is not None:

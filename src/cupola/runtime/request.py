@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cupola.exceptions import UserError
+from cupola.domain.versions import Selector, parse_selector
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -36,17 +36,9 @@ class AgentReference(BaseModel):
     version: str | int | None = None
     type: str | None = "agent_reference"
 
-    def version_number(self) -> int | None:
-        if self.version in (None, "", "latest"):
-            return None
-        try:
-            number = int(self.version)
-        except ValueError:
-            raise UserError(
-                f"agent_reference.version must be a version number, not {self.version!r}",
-                param="agent_reference.version",
-            ) from None
-        return number
+    def selector(self) -> Selector:
+        """The version meant: a number, a label (``prod``; ``latest``), or None (latest)."""
+        return parse_selector(self.version, "agent_reference.version")
 
 
 class ConversationRef(BaseModel):

@@ -63,7 +63,7 @@ async def resolve_target(store: Store, models: ModelRegistry, project: str, name
         if not 0 < len(agent) <= 64:
             raise NotFound(name)
         ref = AgentReference(name=agent, version=version or None)
-        found = await store.get_agent_version(project, ref.name, ref.version_number())
+        found = await store.get_agent_version(project, ref.name, ref.selector())
     except (NotFound, UserError):
         raise NotFound(
             f"model {name!r} not found: no deployment or agent of that name",

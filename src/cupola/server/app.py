@@ -25,6 +25,7 @@ from cupola.server.routes import (
     conversations,
     deployments,
     files,
+    labels,
     meta,
     model_list,
     responses,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *deployments.routes(s),
         *connections.routes(s),
         *toolboxes.routes(s, normalize_server_tool),
+        *labels.routes(s),
         Route("/toolboxes/{name}/mcp", toolbox_mcp, methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [

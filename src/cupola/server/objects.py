@@ -7,6 +7,7 @@ from typing import Any
 from cupola.domain.connections import Connection
 from cupola.domain.records import AgentVersion
 from cupola.domain.toolboxes import Toolbox, ToolboxVersion
+from cupola.domain.versions import Label, LabelMove
 
 
 def agent_version_object(v: AgentVersion) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def toolbox_version_object(v: ToolboxVersion, project: str) -> dict[str, Any]:
 
 def toolbox_object(tb: Toolbox, project: str) -> dict[str, Any]:
     """``ToolboxObject``: the toolbox, its default version and latest version (plus
-    ``mcp_endpoint``, the stable endpoint that serves the default version)."""
+    ``mcp_endpoint``, the stable endpoint that serves the default version, and ``labels``,
+    each label's version number)."""
     return {
         "object": "toolbox",
         "id": tb.name,
@@ -69,6 +71,7 @@ def toolbox_object(tb: Toolbox, project: str) -> dict[str, Any]:
         "created_at": tb.created_at,
         "updated_at": tb.updated_at,
         "default_version": str(tb.default_version),
+        "labels": {label: str(number) for label, number in tb.labels.items()},
         "versions": {"latest": toolbox_version_object(tb.latest, project)},
         "mcp_endpoint": mcp_endpoint(project, tb.name),
     }
@@ -84,4 +87,30 @@ def connection_object(c: Connection) -> dict[str, Any]:
         "isDefault": c.is_default,
         "credentials": {"type": c.credential_type},
         "metadata": dict(c.metadata),
+    }
+
+
+def label_object(kind: str, label: Label) -> dict[str, Any]:
+    """A label of an agent or toolbox (a cupola extension: Foundry has no labels)."""
+    return {
+        "object": f"{kind}.label",
+        "id": f"{label.name}@{label.label}",
+        "name": label.name,
+        "label": label.label,
+        "version": str(label.version),
+        "updated_at": label.updated_at,
+    }
+
+
+def label_move_object(kind: str, move: LabelMove) -> dict[str, Any]:
+    """One recorded move of a label: ``version`` None when it was removed,
+    ``previous_version`` None when it was first set."""
+    return {
+        "object": f"{kind}.label_move",
+        "id": str(move.seq),
+        "name": move.name,
+        "label": move.label,
+        "version": None if move.version is None else str(move.version),
+        "previous_version": None if move.previous is None else str(move.previous),
+        "created_at": move.at,
     }

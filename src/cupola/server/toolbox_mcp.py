@@ -34,6 +34,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from cupola.domain.versions import parse_selector
 from cupola.exceptions import CupolaError, UserError
 from cupola.ids import new_id
 from cupola.models.base import ToolCall
@@ -91,10 +92,8 @@ class ToolboxMcp:
             raise UserError("toolbox endpoints are served over HTTP only")
         project = self.s.project(request)
         name = request.path_params["name"]
-        raw = request.query_params.get("version")
-        if raw is not None and not raw.isdigit():
-            raise UserError(f"version must be a number, not {raw!r}", param="version")
-        version = await self.s.store.get_toolbox_version(project, name, int(raw) if raw else None)
+        selector = parse_selector(request.query_params.get("version"))  # a number or a label
+        version = await self.s.store.get_toolbox_version(project, name, selector)
         toolsets = await self.s.tools.toolsets(list(version.tools), project)
         tool_ctx = ToolContext(
             project=project,

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from cupola.domain import AgentVersion, ApiKey, Conversation, Page, StoredResponse
 from cupola.domain.records import Item
+from cupola.domain.versions import Selector
 
 
 class Store(Protocol):
@@ -29,9 +30,9 @@ class Store(Protocol):
         """A new version, or the existing one with identical content (flag: created)."""
 
     async def get_agent_version(
-        self, project: str, name: str, version: int | None = None
+        self, project: str, name: str, version: Selector = None
     ) -> AgentVersion:
-        """The given version, or the latest; raises NotFound."""
+        """The version a number or label names, or the latest; raises NotFound."""
 
     async def list_agents(
         self,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cupola.domain.records import Item
+from cupola.domain.versions import parse_selector
 from cupola.exceptions import UserError
 from cupola.settings import Settings
 from cupola.tools.base import Rendered, SecretResolver, Toolset
@@ -101,7 +102,7 @@ class ToolEnv:
             if tool["type"] == "file_search":
                 await self.store.check_vector_stores(project, tool["vector_store_ids"])
             elif tool["type"] == "toolbox":
-                version = int(tool["version"]) if tool.get("version") else None
+                version = parse_selector(tool.get("version"))
                 await self.store.get_toolbox_version(project, tool["name"], version)
 
     async def toolsets(self, tools: list[dict[str, Any]], project: str) -> list[Toolset]:

@@ -1,8 +1,8 @@
 """A toolbox used as one tool by an agent: ``{"type": "toolbox", "name", "version"?}``.
 
-The toolbox's default version (or the pinned ``version``) is read when the response starts,
-so promoting a new default changes what every agent using the toolbox gets, with no agent
-redeployed.
+``version`` is a number (pinned), a label (``prod``, ``latest``) or absent (the toolbox's
+``default`` label). The version is resolved when the response starts, so moving a label
+(promoting) changes what every agent using it gets, with no agent redeployed.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from cupola.domain.versions import parse_selector
 from cupola.exceptions import UserError
 
 if TYPE_CHECKING:
@@ -23,11 +24,14 @@ def normalize_toolbox_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(name, str) or not _NAME.match(name):
         raise UserError(f"{where}.name must name a toolbox", param=f"{where}.name")
     version = raw.get("version")
-    if version is not None and not (isinstance(version, int | str) and str(version).isdigit()):
-        raise UserError(f"{where}.version must be a version number", param=f"{where}.version")
+    if version is not None and not isinstance(version, int | str):
+        raise UserError(
+            f"{where}.version must be a version number or a label", param=f"{where}.version"
+        )
+    selector = parse_selector(version, f"{where}.version")
     out: dict[str, Any] = {"type": "toolbox", "name": name}
-    if version is not None:
-        out["version"] = str(version)
+    if selector is not None:
+        out["version"] = str(selector)
     return out
 
 
@@ -35,6 +39,6 @@ async def toolbox_entries(
     store: SqlStore, project: str, tool: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The tool entries of the toolbox version the reference resolves to."""
-    version = int(tool["version"]) if tool.get("version") else None
+    version = parse_selector(tool.get("version"))
     found = await store.get_toolbox_version(project, tool["name"], version)
     return list(found.tools)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cupola.domain.agents import check_agent_name
-from cupola.exceptions import UserError
+from cupola.domain.versions import parse_selector, version_number
 from cupola.runtime.agents import check_definition
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
@@ -26,9 +26,7 @@ class CreateAgentVersion(BaseModel):
 
 
 def _version_number(raw: str) -> int:
-    if not raw.isdigit():
-        raise UserError(f"agent version must be a number, not {raw!r}", param="agent_version")
-    return int(raw)
+    return version_number(raw, "agent_version")
 
 
 def _cursor_version(raw: str | None) -> int | None:
@@ -86,7 +84,7 @@ def routes(s: Services) -> list[Route]:
         version = await s.store.get_agent_version(
             s.project(request),
             request.path_params["agent_name"],
-            _version_number(request.path_params["agent_version"]),
+            parse_selector(request.path_params["agent_version"], "agent_version"),
         )
         return JSONResponse(agent_version_object(version))
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cupola.domain.records import AgentVersion
+from cupola.domain.versions import parse_selector
 from cupola.exceptions import NotFound, UserError
 from cupola.ids import now
 from cupola.server.http import JSONResponse
@@ -64,8 +65,7 @@ def routes(s: Services) -> list[Route]:
                 return JSONResponse(deployment_model(d, loaded))
         name, _, version = model_id.partition(":")
         try:
-            number = int(version) if version else None
-            agent = await s.store.get_agent_version(project, name, number)
+            agent = await s.store.get_agent_version(project, name, parse_selector(version))
         except (NotFound, UserError, ValueError):
             raise NotFound(
                 f"model {model_id!r} not found: no deployment or agent of that name",

@@ -20,6 +20,7 @@ from cupola.domain.toolboxes import (
     check_toolbox_tools,
     version_number,
 )
+from cupola.domain.versions import parse_selector
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
@@ -126,7 +127,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         """Get one version of a toolbox."""
         project = s.project(request)
         version = await s.store.get_toolbox_version(
-            project, request.path_params["name"], version_number(request.path_params["version"])
+            project, request.path_params["name"], parse_selector(request.path_params["version"])
         )
         return JSONResponse(toolbox_version_object(version, project))
 

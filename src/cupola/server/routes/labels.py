@@ -1,0 +1,107 @@
+"""Labels of versioned resources (a cupola extension): a label points an agent or toolbox name
+at one version (``prod``, ``staging`` ...; a toolbox's ``default`` is one); promotion moves it.
+
+``GET  /{agents|toolboxes}/{name}/labels``                the labels, by name
+``GET  /{agents|toolboxes}/{name}/labels/{label}``        one label
+``PUT  /{agents|toolboxes}/{name}/labels/{label}``        ``{"version": "3"}``: set or move it
+``DELETE /{agents|toolboxes}/{name}/labels/{label}``      remove it (204)
+``GET  /{agents|toolboxes}/{name}/label_history``         every move, newest first
+                                                          (``?label=``, ``limit``, ``order``,
+                                                          ``after``/``before`` a move id)
+
+``latest`` is implicit (the highest version) and cannot be set. A version a label points at
+cannot be deleted while the resource has other versions.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cupola.domain.versions import check_label, version_number
+from cupola.exceptions import NotFound, UserError
+from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.objects import label_move_object, label_object
+from cupola.server.services import Services
+from cupola.store.agents import AGENT
+from cupola.store.toolboxes import TOOLBOX
+from cupola.store.versions import Kind
+
+
+class SetLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str | int
+
+
+def _cursor(request: Request, key: str) -> int | None:
+    raw = request.query_params.get(key)
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise UserError(f"{key} must be a label move id (a number)", param=key)
+    return int(raw)
+
+
+def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
+    async def list_labels(request: Request) -> Response:
+        found = await s.store.list_labels(s.project(request), kind, request.path_params["name"])
+        data = [label_object(kind.kind, label) for label in found]
+        return JSONResponse(list_envelope(data, False))
+
+    async def get_label(request: Request) -> Response:
+        name = request.path_params["name"]
+        label = check_label(request.path_params["label"])
+        for found in await s.store.list_labels(s.project(request), kind, name):
+            if found.label == label:
+                return JSONResponse(label_object(kind.kind, found))
+        raise NotFound(f"{kind.noun} {name!r} has no label {label!r}", param="label")
+
+    async def set_label(request: Request) -> Response:
+        body = await parse_body(request, SetLabel)
+        if isinstance(body.version, bool):
+            raise UserError("version must be a version number", param="version")
+        label = await s.store.set_label(
+            s.project(request),
+            kind,
+            request.path_params["name"],
+            check_label(request.path_params["label"]),
+            version_number(body.version),
+        )
+        return JSONResponse(label_object(kind.kind, label))
+
+    async def remove_label(request: Request) -> Response:
+        await s.store.remove_label(
+            s.project(request), kind, request.path_params["name"], request.path_params["label"]
+        )
+        return Response(status_code=204)
+
+    async def label_history(request: Request) -> Response:
+        label = request.query_params.get("label")
+        page = await s.store.label_history(
+            s.project(request),
+            kind,
+            request.path_params["name"],
+            label=check_label(label) if label else None,
+            limit=query_int(request, "limit", 20),
+            order=query_order(request),
+            after=_cursor(request, "after"),
+            before=_cursor(request, "before"),
+        )
+        data = [label_move_object(kind.kind, move) for move in page.data]
+        return JSONResponse(list_envelope(data, page.has_more))
+
+    one = f"{prefix}/{{name}}/labels/{{label}}"
+    return [
+        Route(f"{prefix}/{{name}}/labels", list_labels, methods=["GET"]),
+        Route(one, get_label, methods=["GET"]),
+        Route(one, set_label, methods=["PUT"]),
+        Route(one, remove_label, methods=["DELETE"]),
+        Route(f"{prefix}/{{name}}/label_history", label_history, methods=["GET"]),
+    ]
+
+
+def routes(s: Services) -> list[Route]:
+    """Label routes for agents and toolboxes (under a project)."""
+    return [*_routes_for(s, AGENT, "/agents"), *_routes_for(s, TOOLBOX, "/toolboxes")]
