@@ -15,7 +15,7 @@ cannot be deleted while the resource has other versions.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,7 +32,8 @@ from cupola.store.versions import Kind
 
 class SetLabel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str | int
+    version: StrictStr | StrictInt
+    """The version number the label points at (``"3"`` or ``3``)."""
 
 
 def _cursor(request: Request, key: str) -> int | None:
@@ -60,8 +61,6 @@ def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
 
     async def set_label(request: Request) -> Response:
         body = await parse_body(request, SetLabel)
-        if isinstance(body.version, bool):
-            raise UserError("version must be a version number", param="version")
         label = await s.store.set_label(
             s.project(request),
             kind,
