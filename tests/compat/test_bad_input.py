@@ -127,7 +127,9 @@ def cases(f: dict[str, str], oversized: bytes) -> list[tuple[str, str, Any, int,
         ("DELETE", f"/openai/v1/conversations/{conv}/items/msg_missing", None, 404, "item_id"),
         ("GET", "/agents/no-such-agent", None, 404, "agent_name"),
         ("GET", f"/agents/{agent}/versions/7", None, 404, "version"),
-        ("GET", f"/agents/{agent}/versions/latest", None, 400, "agent_version"),
+        ("GET", f"/agents/{agent}/versions/1.5", None, 400, "agent_version"),
+        ("GET", f"/agents/{agent}/versions/prod", None, 404, "version"),  # no such label
+        ("DELETE", f"/agents/{agent}/versions/latest", None, 400, "agent_version"),
         (
             "POST",
             f"/agents/{agent}/versions",

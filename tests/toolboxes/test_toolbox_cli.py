@@ -116,8 +116,9 @@ def test_apply_list_show_versions_promote(
     assert body["tools"][1]["openapi"]["spec"] == WEATHER_SPEC
 
     newest, oldest = rows(invoke(env, "toolbox", "versions", name))
-    assert newest[:2] == ["2", "3"] and newest[-1] == "tools"  # VERSION TOOLS CREATED DESC.
-    assert oldest[:3] == ["1", "*", "2"]  # * marks the default
+    # VERSION LABELS TOOLS CREATED DESCRIPTION
+    assert newest[:3] == ["2", "-", "3"] and newest[-1] == "tools"
+    assert oldest[:4] == ["1", "*", "default", "2"]  # * marks the default
 
     promoted = invoke(env, "toolbox", "promote", name, "2")
     assert promoted.exit_code == 0, promoted.output

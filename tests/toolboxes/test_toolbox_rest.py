@@ -148,7 +148,9 @@ def test_other_refusals(http: httpx.Client, unique: str) -> None:
     assert error["param"] == "default_version"
     error = error_of(http.patch(f"/toolboxes/{name}", json={"default_version": "7"}), 404)
     assert "version 7" in error["message"]
-    error_of(http.get(f"/toolboxes/{name}/versions/latest"), 400)
+    error_of(http.get(f"/toolboxes/{name}/versions/1.5"), 400)
+    error_of(http.delete(f"/toolboxes/{name}/versions/latest"), 400)  # deletes take a number
+    assert http.get(f"/toolboxes/{name}/versions/latest").json()["version"] == "2"  # a label
 
     refused = http.delete(f"/toolboxes/{name}/versions/1")
     error = error_of(refused, 400)
