@@ -55,4 +55,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_embedded.py
 
 clean:
-	rm -rf $(VENV) .cupola .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cupola .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
