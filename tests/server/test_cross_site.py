@@ -155,9 +155,13 @@ def test_an_allowed_origin_gets_cors(with_cors: LiveServer) -> None:
 
 
 def test_cors_origins_from_the_environment() -> None:
-    env = {"CUPOLA_SERVER__CORS_ORIGINS": "https://a.example, http://localhost:5173"}
+    env = {"CUPOLA_SERVER__CORS_ORIGINS": "https://a.example, http://localhost:5173,tauri://x"}
     settings = load_settings(env=env)
-    assert settings.server.cors_origins == ["https://a.example", "http://localhost:5173"]
+    assert settings.server.cors_origins == [
+        "https://a.example",
+        "http://localhost:5173",
+        "tauri://x",
+    ]
     assert load_settings(env={}).server.cors_origins == []
     from cupola.exceptions import ConfigError
 
