@@ -39,6 +39,7 @@ _HEADER_LIST = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&
 _ALLOW_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _EXPOSE = b"x-request-id, x-should-retry, retry-after"
 _ANTHROPIC_TYPES = {401: "authentication_error", 403: "permission_error"}
+_MAX_HOSTS = 256
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -139,6 +140,16 @@ class RequestContext:
         self.loopback_hosts_only = loopback_hosts_only
         self._verified: dict[str, tuple[float, ApiKey]] = {}
         """Digest of a key -> (expiry, the key with its project and role)."""
+        self._hosts: dict[bytes, bool] = {}
+        """Host header -> whether it names loopback (parsing an address costs ~20 µs)."""
+
+    def _loopback_host(self, host: bytes) -> bool:
+        known = self._hosts.get(host)
+        if known is None:
+            if len(self._hosts) >= _MAX_HOSTS:
+                self._hosts.clear()
+            known = self._hosts[host] = is_loopback_host(_host_name(host))
+        return known
 
     async def _verified_key(self, headers: list[tuple[bytes, bytes]]) -> ApiKey | None:
         secret = presented_key(headers)
@@ -170,7 +181,7 @@ class RequestContext:
         if (
             self.loopback_hosts_only
             and seen.host is not None
-            and not is_loopback_host(_host_name(seen.host))
+            and not self._loopback_host(seen.host)
         ):
             return (
                 "this server answers only to a loopback Host (localhost, 127.0.0.1, [::1]) "
