@@ -30,6 +30,38 @@ BASELINE_TREE = Path(tempfile.gettempdir()) / "baseline-access-bench"
 HERE = Path(__file__).resolve().parents[1]
 
 
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class _Sink:
+    """An ASGI ``send`` that keeps the statuses it saw."""
+
+    def __init__(self) -> None:
+        self.statuses: set[int] = set()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.statuses.add(message["status"])
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8765),
+    }
+
+
 async def _worker(requests: int) -> dict[str, float]:
     from cupola.server.app import build_services, create_app
     from cupola.settings import Settings
@@ -59,39 +91,14 @@ async def _worker(requests: int) -> dict[str, float]:
         for name, path in paths:
             if name == "healthz" and case == "keyless":
                 continue
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            status: list[int] = []
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    status.append(message["status"])
-
-            def scope(path: str = path) -> dict[str, Any]:
-                return {
-                    "type": "http",
-                    "asgi": {"version": "3.0"},
-                    "http_version": "1.1",
-                    "method": "GET",
-                    "scheme": "http",
-                    "path": path,
-                    "raw_path": path.encode(),
-                    "root_path": "",
-                    "query_string": b"",
-                    "headers": headers,
-                    "client": ("127.0.0.1", 50000),
-                    "server": ("127.0.0.1", 8765),
-                }
-
+            sink = _Sink()
             for _ in range(200):  # warm-up (the key is verified and cached here)
-                await app(scope(), receive, send)
-            assert set(status) == {200}, status
+                await app(_scope(path, headers), _receive, sink)
+            assert sink.statuses == {200}, sink.statuses
             times = []
             for _ in range(requests):
                 start = time.perf_counter()
-                await app(scope(), receive, send)
+                await app(_scope(path, headers), _receive, sink)
                 times.append(time.perf_counter() - start)
             results[f"{name} ({case})"] = statistics.median(times) * 1e6
         await services.store.close()
