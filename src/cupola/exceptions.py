@@ -40,6 +40,20 @@ class AuthenticationError(UserError):
     error_type = "authentication_error"
 
 
+class PermissionDenied(UserError):
+    """The caller may not do this: a key of another project, a role too low, or a request
+    from a browser origin the server does not allow (HTTP 403)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class UnsupportedMediaType(UserError):
+    """The request body is not in a media type the endpoint takes (HTTP 415)."""
+
+    status_code = 415
+
+
 class NotFound(UserError):
     """The named resource does not exist (HTTP 404)."""
 

@@ -8,6 +8,7 @@ any string of cupola.yaml expands from the environment when the file is loaded; 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ CONFIG_FILE = "cupola.yaml"
 ENV_PREFIX = "CUPOLA_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
 
 
 class _Section(BaseModel):
@@ -177,6 +179,30 @@ class ServerSettings(_Section):
     port: int = 8765
     max_body_bytes: int = 8 * 1024 * 1024
     """Requests with a larger body are refused with 413."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to call the API (``https://app.example.com``, exactly as the
+    browser sends ``Origin``). Empty (the default) turns CORS off: every request carrying an
+    ``Origin`` is refused with 403. ``CUPOLA_SERVER__CORS_ORIGINS`` takes a comma-separated
+    list."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        out = []
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path or wildcard"
+                )
+            out.append(origin.lower())
+        return out
 
 
 class AuthSettings(_Section):
@@ -195,8 +221,16 @@ class ToolSettings(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     """Hosts tools may call: ``api.example.com``, ``*.example.com`` or ``host:port``.
     Everything else is refused (deny by default)."""
-    allow_loopback: bool = True
-    """Allow 127.0.0.0/8, ::1 and localhost (for development; turn off in production)."""
+    allow_loopback: bool | None = None
+    """Let tools call 127.0.0.0/8, ::1 and localhost. Unset (the default): only while the
+    server needs no API keys (bound to loopback, for development), never once keys are
+    required, so a request cannot reach services on the server's own machine. ``true`` or
+    ``false`` decides it either way."""
+    allow_commands: bool = True
+    """Let stdio MCP servers (``command``) run. They come only from server-side
+    definitions (toolboxes and agents created with the admin role, files applied by
+    ``cupola serve --apply``), never from a request; ``false`` forbids local processes
+    altogether."""
     timeout_seconds: float = 30.0
     """How long one outbound tool call may take."""
     max_response_bytes: int = 1024 * 1024
@@ -270,6 +304,22 @@ class Settings(_Section):
         return value
 
     @property
+    def keys_required(self) -> bool:
+        """Whether requests need an API key: ``auth.required``, where ``auto`` means
+        unless the server is bound to a loopback address."""
+        mode = self.auth.required
+        if mode == "auto":
+            return not is_loopback_host(self.server.host)
+        return mode == "always"
+
+    @property
+    def loopback_tools_allowed(self) -> bool:
+        """``tools.allow_loopback`` resolved: unset follows :attr:`keys_required`."""
+        if self.tools.allow_loopback is None:
+            return not self.keys_required
+        return self.tools.allow_loopback
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -307,6 +357,17 @@ class Settings(_Section):
         if self.default_deployment:
             return self.default_deployment
         return self.deployments[0].name if self.deployments else None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a bind address or host name is this machine's loopback."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_references(dep: DeploymentConfig, names: set[str]) -> None:

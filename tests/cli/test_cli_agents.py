@@ -195,7 +195,7 @@ def test_deployments_list(env: dict[str, str]) -> None:
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     config = tmp_path / "cupola.yaml"
     config.write_text(f"database_url: sqlite:///{tmp_path / 'keys.db'}\n")
-    env = {"CUPOLA_CONFIG": str(config)}
+    env = {"CUPOLA_CONFIG": str(config), "COLUMNS": "200"}  # the table is 7 columns wide
 
     assert invoke(env, "keys", "list").output.strip() == "no keys"
     created = invoke(env, "keys", "create", "ci")

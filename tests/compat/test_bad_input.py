@@ -175,7 +175,8 @@ def test_bad_requests_get_4xx_and_change_nothing(
         for method, path, body, status, param in cases(fixtures, oversized):
             content = body if isinstance(body, bytes) else None
             json_body = None if isinstance(body, bytes) or body is None else body
-            r = http.request(method, path, content=content, json=json_body)
+            json_type = {"content-type": "application/json"} if content is not None else None
+            r = http.request(method, path, content=content, json=json_body, headers=json_type)
             label = f"{method} {path} {str(body)[:80]}"
             assert r.status_code == status, (label, r.text[:300])
             error = r.json()["error"]

@@ -168,7 +168,10 @@ def test_secret_never_appears_in_any_response(http: httpx.Client, unique: str) -
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"]["param"], response.text
     bad_json = call(
-        "PUT", f"/connections/{name}", content=b'{"credentials": {"key": "' + key.encode() + b'"'
+        "PUT",
+        f"/connections/{name}",
+        content=b'{"credentials": {"key": "' + key.encode() + b'"',
+        headers={"content-type": "application/json"},
     )
     assert bad_json.status_code == 400
 

@@ -134,7 +134,10 @@ def test_bad_versions_are_refused_and_nothing_is_stored(
 def test_other_refusals(http: httpx.Client, unique: str) -> None:
     error = error_of(http.post("/toolboxes/bad%20name/versions", json={"tools": [GITHUB]}), 400)
     assert error["code"] == "invalid_name"
-    error_of(http.post(f"/toolboxes/x-{unique}/versions", content=b"{not json"), 400)
+    json_type = {"content-type": "application/json"}
+    error_of(
+        http.post(f"/toolboxes/x-{unique}/versions", content=b"{not json", headers=json_type), 400
+    )
     error_of(http.get(f"/toolboxes/nope-{unique}/versions"), 404)
     error_of(http.patch(f"/toolboxes/nope-{unique}", json={"default_version": "1"}), 404)
     wrong = httpx.get(f"{http.base_url}".replace("/default", "/elsewhere") + "/toolboxes")

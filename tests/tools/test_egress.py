@@ -29,7 +29,8 @@ from cupola.tools.egress import EgressDenied, EgressPolicy
 def test_allowlist(url: str, allowed: bool) -> None:
     policy = EgressPolicy(
         ToolSettings(
-            allowed_hosts=["api.example.com", "*.tools.example.org", "internal.example.net:8443"]
+            allowed_hosts=["api.example.com", "*.tools.example.org", "internal.example.net:8443"],
+            allow_loopback=True,
         )
     )
     if allowed:

@@ -3,6 +3,7 @@ key must work before any key exists."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +13,11 @@ import sqlalchemy as sa
 
 from cupola.cli.client import CliError, one_line_errors
 from cupola.cli.output import print_table, when
+from cupola.domain import Role
 from cupola.settings import load_settings
 from cupola.store import SqlStore
+
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @contextmanager
@@ -44,15 +48,34 @@ def _keys_group() -> click.Group:
 
     @keys.command("create")
     @click.argument("name")
+    @click.option(
+        "--project",
+        help="The project the key may be used on (default: the project cupola.yaml serves).",
+    )
+    @click.option(
+        "--role",
+        type=click.Choice([r.label for r in Role]),
+        default=Role.USER.label,
+        show_default=True,
+        help="reader: read only; user: also run agents, responses, conversations, files; "
+        "contributor: also change agents, toolboxes, connections; admin: also define "
+        "tools that start processes.",
+    )
     @config_option
     @one_line_errors
-    def create(name: str, config: Path | None) -> None:
-        """Create a key; its secret is printed once."""
+    def create(name: str, project: str | None, role: str, config: Path | None) -> None:
+        """Create a key for one project with one role; its secret is printed once."""
         if not name.strip():
             raise CliError("a key needs a name")
+        project = project if project is not None else load_settings(config).project
+        if not _PROJECT.match(project):
+            raise CliError("a project name is 1-63 letters, digits, '_', '.' or '-'")
         with _store(config) as store:
-            key, secret = store.create_key_sync(name)
-        click.echo(f"created key {key.name} ({key.id})")
+            key, secret = store.create_key_sync(name, project, Role.parse(role))
+        click.echo(
+            f"created key {key.name} ({key.id}) for project {key.project} "
+            f"with role {key.role.label}"
+        )
         click.echo(secret)
         click.secho(
             "store this secret now: it is not shown again (only a hash is kept)",
@@ -71,13 +94,17 @@ def _keys_group() -> click.Group:
             [
                 k.id,
                 k.name,
+                k.project,
+                k.role.label,
                 k.prefix + "...",
                 when(k.created_at),
                 f"revoked {when(k.revoked_at)}" if k.revoked_at else "active",
             ]
             for k in found
         ]
-        print_table(["ID", "NAME", "PREFIX", "CREATED", "STATUS"], rows, "no keys")
+        print_table(
+            ["ID", "NAME", "PROJECT", "ROLE", "PREFIX", "CREATED", "STATUS"], rows, "no keys"
+        )
 
     @keys.command("revoke")
     @click.argument("id_or_name")

@@ -21,6 +21,7 @@ from cupola.runtime.response import new_response
 from cupola.store import Store
 from cupola.tools import function_specs, normalize_tools
 from cupola.tools.function import tool_key
+from cupola.tools.mcp.config import refuse_request_commands
 
 _FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 VERBOSITY = ("low", "medium", "high")
@@ -213,7 +214,9 @@ class Preparer:
 
         tools = normalize_tools(definition.get("tools"), "agent.tools")
         taken = {tool_key(t) for t in tools}
-        for tool in normalize_tools(req.tools):
+        requested = normalize_tools(req.tools)
+        refuse_request_commands(requested)  # a request never starts a process
+        for tool in requested:
             if tool_key(tool) in taken:
                 raise UserError(
                     f"tool {tool_key(tool)!r} is already defined by the agent", param="tools"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.secrets import SecretBox, install_redaction
+from cupola.server.access import guard_routes
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
 from cupola.server.routes import (
@@ -33,7 +33,7 @@ from cupola.server.routes import (
 )
 from cupola.server.services import Services
 from cupola.server.toolbox_mcp import ToolboxMcp
-from cupola.settings import Settings
+from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
 from cupola.tools.registry import ToolEnv, normalize_server_tool
@@ -41,20 +41,8 @@ from cupola.tools.registry import ToolEnv, normalize_server_tool
 log = logging.getLogger("cupola.server")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def keys_required(settings: Settings) -> bool:
-    mode = settings.auth.required
-    if mode == "auto":
-        return not is_loopback(settings.server.host)
-    return mode == "always"
+    return settings.keys_required
 
 
 def build_services(
@@ -101,6 +89,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     ]
     served: list[BaseRoute] = []  # meta's OpenAPI document describes this final list
     served += [*meta.routes(served), *routes]
+    guard_routes(served, settings.project)  # the role each route needs (server/access.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -117,9 +106,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     app = Starlette(routes=served, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
+    require_key = settings.keys_required
     return RequestContext(
         app,
-        require_key=keys_required(settings),
+        require_key=require_key,
         check_key=s.store.verify_key,
         cache_seconds=settings.auth.key_cache_seconds,
+        cors_origins=settings.server.cors_origins,
+        loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
     )

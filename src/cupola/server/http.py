@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cupola.exceptions import PayloadTooLarge, UserError
+from cupola.exceptions import PayloadTooLarge, UnsupportedMediaType, UserError
 from cupola.server.errors import validation_message
 
 M = TypeVar("M", bound=BaseModel)
@@ -22,10 +22,29 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+def _check_json_media_type(content_type: str | None) -> None:
+    """Refuse (415) a body not declared ``application/json`` (or ``application/*+json``):
+    browsers send ``text/plain``, form and type-less bodies cross-site without asking, so a
+    JSON endpoint must never read them."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    shown = f"'{media}'" if media else "no Content-Type"
+    raise UnsupportedMediaType(
+        f"the request body must be sent as Content-Type: application/json (got {shown})",
+        code="unsupported_media_type",
+    )
+
+
 async def read_json(request: Request) -> Any:
-    """The request body as JSON, refusing bodies over the configured size with 413."""
+    """The request body as JSON, refusing bodies over the configured size with 413 and
+    bodies not sent as ``application/json`` with 415."""
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > 0:
+        _check_json_media_type(request.headers.get("content-type"))  # before reading it
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
     chunks: list[bytes] = []
@@ -38,6 +57,7 @@ async def read_json(request: Request) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
+    _check_json_media_type(request.headers.get("content-type"))
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -1,4 +1,5 @@
-"""API keys, stored only as SHA-256 digests of their secret."""
+"""API keys, stored only as SHA-256 digests of their secret, each scoped to one project with
+one role."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cupola.domain import ApiKey
+from cupola.domain import ApiKey, Role
 from cupola.exceptions import NotFound
 from cupola.ids import new_id, now
 from cupola.store.base import SqlBase
@@ -22,21 +23,41 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _key(row: sa.Row[Any]) -> ApiKey:
+def _role(stored: str) -> Role:
+    """A stored role; one this version does not know reads as the least one (reader)."""
+    try:
+        return Role.parse(stored)
+    except ValueError:
+        return Role.READER
+
+
+def _key(row: sa.Row[Any], revoked_at: int | None = None) -> ApiKey:
     return ApiKey(
         id=row.id,
         name=row.name,
         prefix=row.prefix,
         created_at=row.created_at,
-        revoked_at=row.revoked_at,
+        revoked_at=revoked_at if revoked_at is not None else row.revoked_at,
+        project=row.project,
+        role=_role(row.role),
     )
 
 
 class KeyStore(SqlBase):
-    def create_key_sync(self, name: str) -> tuple[ApiKey, str]:
-        """A new key and its secret; the secret is shown once and never stored."""
+    def create_key_sync(
+        self, name: str, project: str = "default", role: Role = Role.USER
+    ) -> tuple[ApiKey, str]:
+        """A new key of ``project`` with ``role``, and its secret; the secret is shown once
+        and never stored."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(id=new_id("key")[:28], name=name, prefix=secret[:10], created_at=now())
+        key = ApiKey(
+            id=new_id("key")[:28],
+            name=name,
+            prefix=secret[:10],
+            created_at=now(),
+            project=project,
+            role=role,
+        )
 
         def run(conn: sa.Connection) -> None:
             conn.execute(
@@ -46,6 +67,8 @@ class KeyStore(SqlBase):
                     prefix=key.prefix,
                     secret_hash=digest(secret),
                     created_at=key.created_at,
+                    project=project,
+                    role=role.label,
                 )
             )
 
@@ -74,12 +97,12 @@ class KeyStore(SqlBase):
             conn.execute(
                 api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=revoked)
             )
-            return ApiKey(row.id, row.name, row.prefix, row.created_at, revoked)
+            return _key(row, revoked)
 
         return self.write_sync(run)
 
     async def verify_key(self, secret: str) -> ApiKey | None:
-        """The active key with this secret, or None."""
+        """The active key with this secret (with its project and role), or None."""
 
         def run(conn: sa.Connection) -> ApiKey | None:
             row = conn.execute(

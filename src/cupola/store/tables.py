@@ -122,6 +122,8 @@ api_keys = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Column("project", sa.String(64), nullable=False, server_default="default"),
+    sa.Column("role", sa.String(16), nullable=False, server_default="admin"),
 )
 
 connections = sa.Table(

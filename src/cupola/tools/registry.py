@@ -85,14 +85,18 @@ class ToolEnv:
     _pool: McpPool | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.egress = EgressPolicy(self.settings.tools)
+        # loopback resolved once: unset means "only while the server needs no keys"
+        loopback = self.settings.loopback_tools_allowed
+        self.egress = EgressPolicy(
+            self.settings.tools.model_copy(update={"allow_loopback": loopback})
+        )
 
     @property
     def mcp_pool(self) -> McpPool:
         if self._pool is None:
             from cupola.tools.mcp.client import McpPool
 
-            self._pool = McpPool(self.egress)
+            self._pool = McpPool(self.egress, allow_commands=self.settings.tools.allow_commands)
         return self._pool
 
     async def check(self, tools: list[dict[str, Any]], project: str) -> None:

@@ -23,7 +23,9 @@ def http_server() -> Iterator[HttpMcpServer]:
 
 @pytest.fixture
 async def pool() -> AsyncIterator[McpPool]:
-    pool = McpPool(EgressPolicy(ToolSettings(timeout_seconds=10)), allow_commands=True)
+    pool = McpPool(
+        EgressPolicy(ToolSettings(timeout_seconds=10, allow_loopback=True)), allow_commands=True
+    )
     yield pool
     await pool.aclose()
 

@@ -102,9 +102,18 @@ def test_tools_are_listed_once_per_conversation(client: openai.OpenAI, travel_ur
     assert types_of(second) == ["mcp_call", "message"]
 
 
-def test_stdio_server_started_by_the_platform(client: openai.OpenAI) -> None:
+def test_stdio_server_started_by_the_platform(
+    server: LiveServer, client: openai.OpenAI, unique: str
+) -> None:
+    """A stdio server is defined server-side (here a toolbox) and used by name; a request
+    naming the command itself is refused (tests/server/test_no_process_from_request.py)."""
     tool = {"type": "mcp", "server_label": "travel", "command": STDIO, "require_approval": "never"}
-    response = client.responses.create(model="weather-bot", input="weather in Tokyo?", tools=[tool])
+    box = f"stdio-{unique}"
+    r = httpx.post(f"{server.project_url}/toolboxes/{box}/versions", json={"tools": [tool]})
+    assert r.status_code == 200, r.text
+    response = client.responses.create(
+        model="weather-bot", input="weather in Tokyo?", tools=[{"type": "toolbox", "name": box}]
+    )
     assert types_of(response) == ["mcp_list_tools", "mcp_call", "message"]
     assert response.output_text == "It is sunny in Tokyo, twenty degrees."
 

@@ -237,7 +237,7 @@ async def test_local_commands_can_be_disabled(stdio_spec: McpServerSpec) -> None
 
 
 async def test_aclose_terminates_stdio_servers(stdio_spec: McpServerSpec) -> None:
-    pool = McpPool(EgressPolicy(ToolSettings()))
+    pool = McpPool(EgressPolicy(ToolSettings()), allow_commands=True)
     pid = int((await pool.call_tool(stdio_spec, "pid", {}, timeout=10)).text)
     await pool.aclose()
     assert not pool.connected(stdio_spec)

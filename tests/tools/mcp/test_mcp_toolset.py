@@ -268,7 +268,7 @@ async def test_tool_error_becomes_a_failed_item(pool: McpPool, http_server: Http
 async def test_timeout_becomes_a_failed_item_within_the_timeout(
     http_server: HttpMcpServer,
 ) -> None:
-    pool = McpPool(EgressPolicy(ToolSettings(timeout_seconds=0.5)))
+    pool = McpPool(EgressPolicy(ToolSettings(timeout_seconds=0.5, allow_loopback=True)))
     toolset = _toolset(pool, server_url=http_server.url)
     await toolset.start(_ctx())
     started = time.monotonic()
@@ -314,7 +314,7 @@ async def test_only_allowed_tools_run(pool: McpPool, http_server: HttpMcpServer)
 
 
 async def test_output_is_capped(http_server: HttpMcpServer) -> None:
-    pool = McpPool(EgressPolicy(ToolSettings(max_response_bytes=101)))
+    pool = McpPool(EgressPolicy(ToolSettings(max_response_bytes=101, allow_loopback=True)))
     toolset = _toolset(pool, server_url=http_server.url)
     item = await toolset.run(_call("big", {"size": 1000}), _ctx())
     output = item["output"]

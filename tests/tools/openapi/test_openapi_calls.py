@@ -65,7 +65,7 @@ async def make_toolset(fake_api: FakeApi) -> AsyncIterator[MakeToolset]:
                 "auth": auth or {"type": "anonymous"},
             },
         }
-        tool_settings = ToolSettings(**settings)
+        tool_settings = ToolSettings(**{"allow_loopback": True, **settings})
         toolset = OpenApiToolset(
             entry, EgressPolicy(tool_settings), secrets, "default", tool_settings, client
         )
@@ -383,7 +383,7 @@ async def test_parameter_styles(make_toolset: MakeToolset, fake_api: FakeApi) ->
             "default_params": ["v"],
         },
     }
-    settings = ToolSettings()
+    settings = ToolSettings(allow_loopback=True)
     toolset = OpenApiToolset(entry, EgressPolicy(settings), None, "default", settings)
     try:
         item = await call(

@@ -13,6 +13,7 @@ from cupola.domain.agents import check_agent_name
 from cupola.domain.versions import parse_selector, version_number
 from cupola.runtime.agents import check_definition
 from cupola.runtime.request import Metadata
+from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import agent_object, agent_version_object
 from cupola.server.services import Services
@@ -42,6 +43,7 @@ def routes(s: Services) -> list[Route]:
         name = check_agent_name(request.path_params["agent_name"])
         body = await parse_body(request, CreateAgentVersion)
         definition = check_definition(body.definition)
+        require_admin_for_commands(request, definition.get("tools"), "definition.tools")
         s.models.config(definition["model"])  # the deployment must exist
         version, _created = await s.store.create_agent_version(
             project, name, definition, body.description, body.metadata or {}

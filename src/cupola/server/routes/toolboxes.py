@@ -23,6 +23,7 @@ from cupola.domain.toolboxes import (
 from cupola.domain.versions import parse_selector
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
+from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import toolbox_object, toolbox_version_object
 from cupola.server.services import Services
@@ -71,6 +72,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         if body.tools is None:
             raise UserError("tools is required", param="tools", code="missing_required_parameter")
         tools = check_toolbox_tools(body.tools, entry_check)
+        require_admin_for_commands(request, tools, "tools")
         version, _created = await s.store.create_toolbox_version(
             project, name, tools, body.description, body.metadata or {}
         )

@@ -4,6 +4,11 @@ OpenAI's fields (``server_label``, ``server_url``, ``headers``, ``authorization`
 ``allowed_tools``, ``require_approval``, ``server_description``), Foundry's
 ``project_connection_id``, and a cupola extension for local servers spoken to over stdio:
 ``command`` (the argv list) with optional ``env`` and ``cwd`` instead of ``server_url``.
+
+A ``command`` starts a process on the server, so it is taken only from server-side
+definitions (toolbox versions and agent versions created with the admin role, files applied
+by ``cupola serve --apply``); a request's own ``tools`` reach MCP servers by URL only
+(:func:`refuse_request_commands`).
 """
 
 from __future__ import annotations
@@ -192,3 +197,25 @@ def needs_approval(tool: dict[str, Any], name: str, annotations: dict[str, Any] 
     if never is not None and _matches(never, name, annotations):
         return False
     return not (always is not None and never is None)
+
+
+def local_commands(tools: list[dict[str, Any]]) -> list[int]:
+    """The positions of the entries that start a process (``mcp`` with ``command``)."""
+    return [
+        i
+        for i, tool in enumerate(tools)
+        if isinstance(tool, dict) and tool.get("type") == "mcp" and tool.get("command") is not None
+    ]
+
+
+def refuse_request_commands(tools: list[dict[str, Any]], where: str = "tools") -> None:
+    """A request's own tools never start a process on the server: 400 for any ``command``."""
+    for i in local_commands(tools):
+        at = f"{where}[{i}].command"
+        raise UserError(
+            f"{at}: a request cannot start a local MCP server. Stdio MCP servers are defined "
+            "on the server (a toolbox or an agent version created with the admin role); a "
+            "request reaches MCP servers by server_url, or uses a toolbox or agent by name",
+            param=at,
+            code="command_not_allowed",
+        )

@@ -8,8 +8,8 @@ An agent version's ``content`` is its definition; a toolbox version's is ``{"too
 becomes its ``default`` label, recorded as the first move of that label. The downgrade moves
 them back (other labels and the label history are lost).
 
-Revision ID: 0004_resources
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0004_resources"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
