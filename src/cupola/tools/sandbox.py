@@ -2,12 +2,14 @@
 
 A *container* is a working directory, ``<data_dir>/containers/<project>/<container_id>``, that
 snippets read and write; its files persist between calls and are served by the containers
-routes. :func:`run_python` runs one snippet in a fresh ``python -I -B`` process whose first
-act (before any of the snippet's code) is to lower its own rlimits: CPU seconds, address space,
-file size, open files, core dumps, and (for a non-root user) processes. The parent enforces the
-wall time by killing the whole process group, caps the captured output, and reports a kill as
-data. These limits keep a runaway or buggy snippet from hurting the server; they are not a
-security boundary against hostile code (see docs/code-interpreter.md).
+routes. :func:`run_python` runs one snippet in a fresh ``python -I -B`` process, inside a
+bubblewrap sandbox (:mod:`cupola.tools.bubblewrap`: no view of the server's files,
+environment, network or other containers; its whole PID namespace dies with the call). The
+runner's first act (before any of the snippet's code) is to lower its own rlimits: CPU
+seconds, address space, file size, open files, core dumps, and processes (enforced by the
+kernel unless the server runs as root). The parent enforces the wall time by killing the
+process group, caps the captured output, and reports a kill as data. Without a jail (only
+when ``code_interpreter.unsafe_without_sandbox`` allows it) the same process runs unconfined.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
 from cupola.settings import CodeInterpreterSettings
+from cupola.tools.bubblewrap import WORKDIR, Jail
 
 CONTAINER_ID = re.compile(r"^cntr_[A-Za-z0-9]{1,64}$")
 FILE_ID = re.compile(r"^cfile_[0-9a-f]{32}$")
@@ -403,13 +406,24 @@ def _verdict(code: int | None, limits: Limits, wall_expired: bool) -> str | None
     return f"crashed: killed by {_signal_name(number)}"
 
 
-def _environment(workdir: Path) -> dict[str, str]:
+def _jailed_status(code: int | None) -> int | None:
+    """bwrap exits with 128+N when the snippet was killed by signal N: give it as asyncio
+    reports a signal (-N). A snippet's own ``sys.exit(128+N)`` reads the same."""
+    if code is None or code <= 128 or code == MEMORY_EXIT:
+        return code
+    try:
+        return -signal.Signals(code - 128).value
+    except ValueError:
+        return code
+
+
+def _environment(home: str) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     return {
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
+        "HOME": home,
+        "TMPDIR": home,
         "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -421,10 +435,11 @@ def _snapshot(container: Container) -> dict[str, tuple[int, int]]:
 
 
 async def _execute(
-    code: str, workdir: Path, limits: Limits, file_budget: int
+    code: str, workdir: Path, limits: Limits, file_budget: int, jail: Jail | None
 ) -> tuple[_Process, int | None, bool]:
-    """Run the runner; return its output, exit status and whether the wall time ran out.
-    Whatever happens (including cancellation), the process group is killed at the end."""
+    """Run the runner (in ``jail`` unless None); return its output, exit status and whether
+    the wall time ran out. Whatever happens (including cancellation), the process group is
+    killed at the end; in a jail that kills the whole PID namespace."""
     args = [
         str(limits.cpu_seconds),
         str(limits.memory_mb * 1024 * 1024),
@@ -433,26 +448,26 @@ async def _execute(
         str(PROCESS_ALLOWANCE),
         str(MEMORY_EXIT),
     ]
+    argv = [sys.executable, "-I", "-B", "-c", _RUNNER, *args]
+    if jail is None:
+        env: dict[str, str] | None = _environment(str(workdir))
+    else:
+        argv, env = jail.command(workdir, argv, _environment(WORKDIR)), {}
     loop = asyncio.get_running_loop()
     transport, proc = await loop.subprocess_exec(
         lambda: _Process(limits.max_output_bytes),
-        sys.executable,
-        "-I",
-        "-B",
-        "-c",
-        _RUNNER,
-        *args,
+        *argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=workdir,
-        env=_environment(workdir),
+        env=env,
         start_new_session=True,
     )
     pid = transport.get_pid()
     try:
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
+        # uvloop's pipe transports are not asyncio.WriteTransport subclasses: duck-typed.
+        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         stdin.write(code.encode("utf-8", "surrogatepass"))
         stdin.close()
         done, _ = await asyncio.wait({proc.exited}, timeout=limits.wall_seconds)
@@ -467,14 +482,21 @@ async def _execute(
         transport.close()
 
 
-async def run_python(code: str, container: Container, limits: Limits) -> RunResult:
-    """Run ``code`` in a fresh Python process inside ``container``; never raises for
-    anything the snippet does. Cancelling the caller kills the process group."""
+async def run_python(
+    code: str, container: Container, limits: Limits, jail: Jail | None
+) -> RunResult:
+    """Run ``code`` in a fresh Python process inside ``container``, sandboxed in ``jail``
+    (None runs it unsandboxed); never raises for anything the snippet does. Cancelling the
+    caller kills the process group."""
     started = time.perf_counter()
     before = await asyncio.to_thread(_snapshot, container)
     used = sum(size for _mtime, size in before.values())
     file_budget = max(limits.max_workdir_bytes - used, 0)
-    capture, code_, wall_expired = await _execute(code, container.workdir, limits, file_budget)
+    capture, code_, wall_expired = await _execute(
+        code, container.workdir, limits, file_budget, jail
+    )
+    if jail is not None:
+        code_ = _jailed_status(code_)
     reason = _verdict(code_, limits, wall_expired)
     after = await asyncio.to_thread(container.files)
     changed = [f for f in after if before.get(f.path) != (f.mtime_ns, f.bytes)]
