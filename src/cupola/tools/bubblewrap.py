@@ -23,7 +23,6 @@ namespaces, a seccomp profile refusing ``unshare``) is known before a snippet is
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -140,10 +139,21 @@ class Jail:
         return [*args, "--", *argv]
 
 
-@functools.lru_cache(maxsize=8)
+_WORKING: set[Jail] = set()
+"""Jails that ran Python in this process; a failure is not remembered, so installing
+bubblewrap (or fixing its setup) takes effect without a restart."""
+
+
+def proven(jail: Jail) -> bool:
+    """Whether ``jail`` already ran Python in this process (no need to probe it again)."""
+    return jail in _WORKING
+
+
 def probe(jail: Jail) -> str | None:
-    """None when ``jail`` runs Python here, else why not (bwrap's own words). Run once per
-    jail and process: it blocks, so call it from a thread."""
+    """None when ``jail`` runs Python here, else why not (bwrap's own words). Runs a trivial
+    snippet the first time (it blocks: call it from a thread), then answers from memory."""
+    if jail in _WORKING:
+        return None
     scratch = Path(tempfile.gettempdir())
     command = jail.command(scratch, [sys.executable, "-I", "-B", "-c", "pass"], {})
     try:
@@ -155,4 +165,5 @@ def probe(jail: Jail) -> str | None:
     if done.returncode != 0:
         said = done.stderr.decode("utf-8", "replace").strip() or f"exit status {done.returncode}"
         return f"{jail.bwrap} cannot start a sandbox here: {said}"
+    _WORKING.add(jail)
     return None

@@ -24,7 +24,7 @@ from cupola.models.base import FunctionSpec, ToolCall
 from cupola.secrets import redact
 from cupola.settings import CodeInterpreterSettings
 from cupola.tools.base import Rendered, ToolContext, Toolset
-from cupola.tools.bubblewrap import Jail, probe
+from cupola.tools.bubblewrap import Jail, probe, proven
 from cupola.tools.sandbox import CONTAINER_ID, Container, Limits, container_id_for, run_python
 
 log = logging.getLogger("cupola.tools.code_interpreter")
@@ -168,7 +168,7 @@ async def _jail(settings: CodeInterpreterSettings, data_dir: Path) -> tuple[Jail
     jail = Jail.build(settings.bwrap, [data_dir])
     if jail is None:
         return None, f"bubblewrap ({settings.bwrap!r}) is not installed"
-    problem = await asyncio.to_thread(probe, jail)
+    problem = None if proven(jail) else await asyncio.to_thread(probe, jail)
     return (jail, "") if problem is None else (None, problem)
 
 
