@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -315,3 +316,21 @@ def test_symlinks_are_neither_listed_nor_followed(box: Container, tmp_path: Path
     via_dir = type(ok)(id=ok.id, path="linkdir/secret.txt", bytes=1, created_at=0, mtime_ns=0)
     with pytest.raises(OSError):
         box.open_file(via_dir)
+
+
+def test_the_jail_binds_only_the_system_python_and_the_container(tmp_path: Path) -> None:
+    """The command line itself: read-only system, read-write container, nothing of the data
+    directory, which is covered by an empty tmpfs should a bind expose it."""
+    inside_python = Path(sys.prefix) / "cupola-data"
+    jail = Jail.build("bwrap", [tmp_path, inside_python])
+    assert jail is not None and jail.hidden == (str(inside_python.resolve()),)
+    argv = jail.command(tmp_path / "work", ["python"], {"HOME": WORKDIR})
+    binds = [argv[i + 1 : i + 3] for i, a in enumerate(argv) if a == "--bind"]
+    assert binds == [[str(tmp_path / "work"), WORKDIR]]  # the one writable place
+    read_only = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"]
+    assert not any(str(tmp_path).startswith(p) or p.startswith(str(tmp_path)) for p in read_only)
+    for flag in ("--unshare-user", "--unshare-all", "--die-with-parent", "--new-session"):
+        assert flag in argv
+    assert "--share-net" not in argv and argv[argv.index("--clearenv") - 1] == "ALL"
+    hidden = str(inside_python.resolve())
+    assert argv[argv.index(hidden) - 1] == "--tmpfs"
