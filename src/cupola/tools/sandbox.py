@@ -2,12 +2,14 @@
 
 A *container* is a working directory, ``<data_dir>/containers/<project>/<container_id>``, that
 snippets read and write; its files persist between calls and are served by the containers
-routes. :func:`run_python` runs one snippet in a fresh ``python -I -B`` process whose first
-act (before any of the snippet's code) is to lower its own rlimits: CPU seconds, address space,
-file size, open files, core dumps, and (for a non-root user) processes. The parent enforces the
-wall time by killing the whole process group, caps the captured output, and reports a kill as
-data. These limits keep a runaway or buggy snippet from hurting the server; they are not a
-security boundary against hostile code (see docs/code-interpreter.md).
+routes. :func:`run_python` runs one snippet in a fresh ``python -I -B`` process, inside a
+bubblewrap sandbox (:mod:`cupola.tools.bubblewrap`: no view of the server's files,
+environment, network or other containers; its whole PID namespace dies with the call). The
+runner's first act (before any of the snippet's code) is to lower its own rlimits: CPU
+seconds, address space, file size, open files, core dumps, and processes (enforced by the
+kernel unless the server runs as root). The parent enforces the wall time by killing the
+process group, caps the captured output, and reports a kill as data. Without a jail (only
+when ``code_interpreter.unsafe_without_sandbox`` allows it) the same process runs unconfined.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, Literal
 import orjson
 
 from cupola.settings import CodeInterpreterSettings
+from cupola.tools.bubblewrap import WORKDIR, Jail
 
 CONTAINER_ID = re.compile(r"^cntr_[A-Za-z0-9]{1,64}$")
 FILE_ID = re.compile(r"^cfile_[0-9a-f]{32}$")
@@ -82,18 +85,17 @@ def _main():
         _limit(resource.RLIMIT_NPROC, _tasks(uid) + allowance)
     if memory > 0:
         _limit(resource.RLIMIT_AS, memory)
-    import ast, linecache, traceback
+    import _ast  # the C module: ast.py, linecache and traceback load only on an error
     sys.argv = [""]
     sys.path.insert(0, os.getcwd())
-    linecache.cache["<cell>"] = (len(code), None, code.splitlines(True), "<cell>")
     try:
-        tree = ast.parse(code, "<cell>", "exec")
+        tree = compile(code, "<cell>", "exec", _ast.PyCF_ONLY_AST)
     except (SyntaxError, ValueError) as exc:
-        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        _report(exc, code, None)
         sys.exit(1)
     last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
-        last = ast.Expression(tree.body.pop().value)
+    if tree.body and isinstance(tree.body[-1], _ast.Expr) and not code.rstrip().endswith(";"):
+        last = _ast.Expression(tree.body.pop().value)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         exec(compile(tree, "<cell>", "exec"), namespace)
@@ -105,13 +107,26 @@ def _main():
         raise
     except BaseException as exc:
         status = memory_exit if isinstance(exc, MemoryError) else 1
+        namespace.clear()  # frees what a memory hog holds, so the report can load
         try:
             sys.stdout.flush()
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+            _report(exc, code, exc.__traceback__.tb_next)
             sys.stderr.flush()
         except BaseException:
             pass
         os._exit(status)
+
+def _report(exc, code, tb):
+    try:
+        import linecache, traceback
+    except BaseException:
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return
+    linecache.cache["<cell>"] = (len(code), None, code.splitlines(True), "<cell>")
+    if tb is None and isinstance(exc, SyntaxError):
+        sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+    else:
+        traceback.print_exception(type(exc), exc, tb)
 
 _main()
 """
@@ -336,30 +351,24 @@ class RunResult:
     """Files this run created or modified."""
 
 
-class _Process(asyncio.SubprocessProtocol):
-    """Collects the snippet's output up to a cap (counting the rest) and tells when the
-    process exits and when its output pipe closes: a child the snippet left behind can hold
-    the pipe open after the snippet itself is gone."""
+class _Output(asyncio.Protocol):
+    """Collects the snippet's output up to a cap (counting the rest) and tells when its pipe
+    closes: a child the snippet left behind can hold the pipe open after the snippet itself
+    is gone."""
 
     def __init__(self, cap: int):
-        loop = asyncio.get_running_loop()
         self.cap = cap
         self.chunks: list[bytes] = []
         self.kept = 0
         self.total = 0
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+    def data_received(self, data: bytes) -> None:
         self.total += len(data)
         room = self.cap - self.kept
         if room > 0:
             self.chunks.append(bytes(data[:room]))
             self.kept += min(room, len(data))
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -403,13 +412,24 @@ def _verdict(code: int | None, limits: Limits, wall_expired: bool) -> str | None
     return f"crashed: killed by {_signal_name(number)}"
 
 
-def _environment(workdir: Path) -> dict[str, str]:
+def _jailed_status(code: int | None) -> int | None:
+    """bwrap exits with 128+N when the snippet was killed by signal N: give it as asyncio
+    reports a signal (-N). A snippet's own ``sys.exit(128+N)`` reads the same."""
+    if code is None or code <= 128 or code == MEMORY_EXIT:
+        return code
+    try:
+        return -signal.Signals(code - 128).value
+    except ValueError:
+        return code
+
+
+def _environment(home: str) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     return {
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
+        "HOME": home,
+        "TMPDIR": home,
         "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -421,10 +441,11 @@ def _snapshot(container: Container) -> dict[str, tuple[int, int]]:
 
 
 async def _execute(
-    code: str, workdir: Path, limits: Limits, file_budget: int
-) -> tuple[_Process, int | None, bool]:
-    """Run the runner; return its output, exit status and whether the wall time ran out.
-    Whatever happens (including cancellation), the process group is killed at the end."""
+    code: str, workdir: Path, limits: Limits, file_budget: int, jail: Jail | None
+) -> tuple[_Output, int | None, bool]:
+    """Run the runner (in ``jail`` unless None); return its output, exit status and whether
+    the wall time ran out. Whatever happens (including cancellation), the process group is
+    killed at the end; in a jail that kills the whole PID namespace."""
     args = [
         str(limits.cpu_seconds),
         str(limits.memory_mb * 1024 * 1024),
@@ -433,48 +454,93 @@ async def _execute(
         str(PROCESS_ALLOWANCE),
         str(MEMORY_EXIT),
     ]
+    argv = [sys.executable, "-I", "-B", "-c", _RUNNER, *args]
+    if jail is None:
+        env: dict[str, str] | None = _environment(str(workdir))
+    else:
+        argv, env = jail.command(workdir, argv, _environment(WORKDIR)), {}
+    proc = _spawn(argv, workdir, env)
+    assert proc.stdin is not None and proc.stdout is not None
     loop = asyncio.get_running_loop()
-    transport, proc = await loop.subprocess_exec(
-        lambda: _Process(limits.max_output_bytes),
-        sys.executable,
-        "-I",
-        "-B",
-        "-c",
-        _RUNNER,
-        *args,
+    output = _Output(limits.max_output_bytes)
+    reader: asyncio.BaseTransport | None = None
+    try:
+        writer, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
+        writer.write(code.encode("utf-8", "surrogatepass"))
+        writer.close()
+        reader, _ = await loop.connect_read_pipe(lambda: output, proc.stdout)
+        exited = asyncio.ensure_future(_exit(proc))
+        done, _ = await asyncio.wait({exited}, timeout=limits.wall_seconds)
+        wall_expired = not done
+        # Kill what is left of the group: the runaway itself, or children it left behind.
+        _kill_group(proc.pid)
+        await exited
+        await asyncio.wait({output.closed}, timeout=_DRAIN_SECONDS)
+        return output, proc.returncode, wall_expired
+    finally:
+        _kill_group(proc.pid)
+        if reader is not None:
+            reader.close()
+        else:
+            proc.stdout.close()
+        if proc.returncode is None:
+            await asyncio.shield(asyncio.to_thread(proc.wait))
+
+
+def _spawn(argv: list[str], cwd: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session. ``subprocess.Popen`` spawns with vfork, which takes
+    about a millisecond whatever the server's size; uvloop's ``subprocess_exec`` forks, which
+    copies the server's page tables (about 80 ms for a 400 MB process, on every call)."""
+    return subprocess.Popen(
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        cwd=workdir,
-        env=_environment(workdir),
+        cwd=cwd,
+        env=env,
         start_new_session=True,
     )
-    pid = transport.get_pid()
+
+
+async def _exit(proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``proc`` exits, then reap it: on Linux the loop watches a pidfd; elsewhere
+    a thread waits."""
     try:
-        stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        stdin.write(code.encode("utf-8", "surrogatepass"))
-        stdin.close()
-        done, _ = await asyncio.wait({proc.exited}, timeout=limits.wall_seconds)
-        wall_expired = not done
-        # Kill what is left of the group: the runaway itself, or children it left behind.
-        _kill_group(pid)
-        await proc.exited
-        await asyncio.wait({proc.closed}, timeout=_DRAIN_SECONDS)
-        return proc, transport.get_returncode(), wall_expired
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        await asyncio.to_thread(proc.wait)
+        return
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await ready
     finally:
-        _kill_group(pid)
-        transport.close()
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    proc.wait()  # it has exited: this only reaps it
 
 
-async def run_python(code: str, container: Container, limits: Limits) -> RunResult:
-    """Run ``code`` in a fresh Python process inside ``container``; never raises for
-    anything the snippet does. Cancelling the caller kills the process group."""
+async def run_python(
+    code: str, container: Container, limits: Limits, jail: Jail | None
+) -> RunResult:
+    """Run ``code`` in a fresh Python process inside ``container``, sandboxed in ``jail``
+    (None runs it unsandboxed); never raises for anything the snippet does. Cancelling the
+    caller kills the process group."""
     started = time.perf_counter()
     before = await asyncio.to_thread(_snapshot, container)
     used = sum(size for _mtime, size in before.values())
     file_budget = max(limits.max_workdir_bytes - used, 0)
-    capture, code_, wall_expired = await _execute(code, container.workdir, limits, file_budget)
+    capture, code_, wall_expired = await _execute(
+        code, container.workdir, limits, file_budget, jail
+    )
+    if jail is not None:
+        code_ = _jailed_status(code_)
     reason = _verdict(code_, limits, wall_expired)
     after = await asyncio.to_thread(container.files)
     changed = [f for f in after if before.get(f.path) != (f.mtime_ns, f.bytes)]

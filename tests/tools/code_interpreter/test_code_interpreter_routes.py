@@ -245,3 +245,33 @@ def test_a_response_runs_the_code_interpreter(client: openai.OpenAI) -> None:
         conversation=conv.id,
     )
     assert again.output[0].container_id == call.container_id  # type: ignore[union-attr]
+
+
+def test_without_a_sandbox_the_response_completes_with_a_failed_call(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """No bubblewrap and no unsafe setting: a clear error on the call item, never a 5xx."""
+    root = tmp_path_factory.mktemp("no-sandbox")
+    settings = make_settings(
+        f"sqlite:///{root / 'cupola.db'}",
+        data_dir=root,
+        deployments=[
+            DeploymentConfig(name="calc", provider="scripted", mode="script", script=CALC_SCRIPT)
+        ],
+        code_interpreter={"bwrap": "/nonexistent/bwrap"},
+    )
+    live = start_server(settings)
+    try:
+        raw = httpx.post(
+            f"{live.url}/v1/responses",
+            json={"model": "calc", "input": "sum", "tools": [{"type": "code_interpreter"}]},
+            timeout=30,
+        )
+    finally:
+        live.stop()
+    assert raw.status_code == 200
+    body = raw.json()
+    call = body["output"][0]
+    assert body["status"] == "completed" and call["status"] == "failed"
+    assert "cannot run code: no sandbox" in call["outputs"][0]["logs"]
+    assert "apt-get install bubblewrap" in call["outputs"][0]["logs"]

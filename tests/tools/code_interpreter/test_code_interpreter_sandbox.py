@@ -1,15 +1,18 @@
-"""The sandbox: snippets run in a fresh, limited process; runaways are killed and reported."""
+"""The sandbox: snippets run in a fresh, limited process in a bubblewrap jail; runaways are
+killed and reported."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from cupola.tools.bubblewrap import WORKDIR, Jail, probe
 from cupola.tools.sandbox import (
     FILE_ID,
     Container,
@@ -34,8 +37,37 @@ def box(tmp_path: Path) -> Container:
     return Container.ensure(tmp_path, "default", container_id_for("conv_test"), "conv_test")
 
 
+def jail_for(data_dir: Path) -> Jail:
+    """The jail the code interpreter uses; bubblewrap is installed by ``make`` (apt)."""
+    jail = Jail.build("bwrap", [data_dir])
+    assert jail is not None, "bubblewrap is not installed: apt-get install bubblewrap"
+    assert probe(jail) is None, probe(jail)
+    return jail
+
+
 async def run(code: str, box: Container, limits: Limits = LIMITS) -> RunResult:
-    return await run_python(code, box, limits)
+    return await run_python(code, box, limits, jail_for(box.root))
+
+
+def running_with(marker: str) -> list[int]:
+    """Host pids of live processes whose command line holds ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and alive(int(name)):
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+async def wait_none_with(marker: str) -> None:
+    deadline = time.monotonic() + 3
+    while running_with(marker):
+        assert time.monotonic() < deadline, f"still running: {running_with(marker)}"
+        await asyncio.sleep(0.02)
 
 
 async def test_final_expression_is_printed(box: Container) -> None:
@@ -152,7 +184,13 @@ async def test_environment_is_minimal_and_home_is_the_workdir(box: Container) ->
     assert "PATH" in names and "HOME" in names and "CUPOLA" not in names
     assert same == "True"
     cwd = await run("import os\nos.getcwd()", box)
-    assert cwd.logs.strip() == repr(str(box.workdir))
+    assert cwd.logs.strip() == repr(WORKDIR)
+
+
+async def test_without_a_jail_the_snippet_runs_in_the_real_workdir(box: Container) -> None:
+    """``unsafe_without_sandbox``: the same runner, unconfined (the code before the sandbox)."""
+    result = await run_python("import os\nos.getcwd()", box, LIMITS, None)
+    assert result.status == "completed" and result.logs.strip() == repr(str(box.workdir))
 
 
 async def test_a_module_in_the_workdir_can_be_imported(box: Container) -> None:
@@ -176,17 +214,27 @@ async def test_workdir_cap(box: Container) -> None:
     assert freed.status == "completed" and freed.logs == "'ok'\n"  # ... until files go
 
 
-async def test_leftover_children_are_killed(box: Container) -> None:
-    code = (
-        "import subprocess\n"
-        "p = subprocess.Popen(['sleep', '60'])\n"
-        "open('child.pid', 'w').write(str(p.pid))\n"
-        "print('started')"
-    )
+@pytest.mark.parametrize("escape", ["child", "setsid", "double-fork"])
+async def test_leftover_children_are_killed(box: Container, escape: str) -> None:
+    """Whatever the snippet starts dies with the call, even what left its process group
+    (seen from the host: no process with the child's command line is left)."""
+    marker = f"{3000 + os.getpid() % 1000}.{time.time_ns() % 10**9}"
+    start = {
+        "child": f"subprocess.Popen(['sleep', '{marker}'])",
+        "setsid": f"subprocess.Popen(['sleep', '{marker}'], start_new_session=True)",
+        "double-fork": (
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            f"        os.execvp('sleep', ['sleep', '{marker}'])\n"
+            "    os._exit(0)\n"
+            "os.wait()"
+        ),
+    }[escape]
+    code = f"import os, subprocess, time\n{start}\ntime.sleep(0.3)\nprint('started')"
     result = await run(code, box)
     assert result.status == "completed" and result.logs == "started\n"
-    pid = int((box.workdir / "child.pid").read_text())
-    await wait_gone(pid)
+    await wait_none_with(marker)
 
 
 def alive(pid: int) -> bool:
@@ -198,27 +246,22 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"process {pid} is still alive")
-
-
 async def test_cancelling_the_call_kills_the_snippet(box: Container) -> None:
-    code = "import os\nopen('me.pid', 'w').write(str(os.getpid()))\nwhile True: pass"
+    marker = f"{2000 + os.getpid() % 1000}.{time.time_ns() % 10**9}"
+    code = (
+        f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        "open('started', 'w').write('1')\nwhile True: pass"
+    )
     task = asyncio.create_task(run(code, box, Limits(30, 256, 30.0, 4096, 1024 * 1024)))
-    pid_file = box.workdir / "me.pid"
-    for _ in range(500):
-        if pid_file.exists() and pid_file.read_text():
+    for _ in range(1000):
+        if (box.workdir / "started").exists() and running_with(marker):
             break
         await asyncio.sleep(0.01)
+    assert running_with(marker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_gone(int(pid_file.read_text()))
+    await wait_none_with(marker)
 
 
 async def test_event_loop_stays_responsive_during_a_runaway(box: Container) -> None:
@@ -273,3 +316,21 @@ def test_symlinks_are_neither_listed_nor_followed(box: Container, tmp_path: Path
     via_dir = type(ok)(id=ok.id, path="linkdir/secret.txt", bytes=1, created_at=0, mtime_ns=0)
     with pytest.raises(OSError):
         box.open_file(via_dir)
+
+
+def test_the_jail_binds_only_the_system_python_and_the_container(tmp_path: Path) -> None:
+    """The command line itself: read-only system, read-write container, nothing of the data
+    directory, which is covered by an empty tmpfs should a bind expose it."""
+    inside_python = Path(sys.prefix) / "cupola-data"
+    jail = Jail.build("bwrap", [tmp_path, inside_python])
+    assert jail is not None and jail.hidden == (str(inside_python.resolve()),)
+    argv = jail.command(tmp_path / "work", ["python"], {"HOME": WORKDIR})
+    binds = [argv[i + 1 : i + 3] for i, a in enumerate(argv) if a == "--bind"]
+    assert binds == [[str(tmp_path / "work"), WORKDIR]]  # the one writable place
+    read_only = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"]
+    assert not any(str(tmp_path).startswith(p) or p.startswith(str(tmp_path)) for p in read_only)
+    for flag in ("--unshare-user", "--unshare-all", "--die-with-parent", "--new-session"):
+        assert flag in argv
+    assert "--share-net" not in argv and argv[argv.index("--clearenv") - 1] == "ALL"
+    hidden = str(inside_python.resolve())
+    assert argv[argv.index(hidden) - 1] == "--tmpfs"

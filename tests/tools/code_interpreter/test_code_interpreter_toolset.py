@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cupola.settings import CodeInterpreterSettings
 from cupola.tools.base import ToolContext
 from cupola.tools.code_interpreter import (
     CodeInterpreterToolset,
+    check_sandbox,
     normalize_code_interpreter_tool,
     render_code_interpreter_call,
 )
@@ -133,6 +135,55 @@ async def test_run_gives_an_openai_item(tmp_path: Path) -> None:
     assert parsed.code == "print('hi')\nsum(range(10))"
     assert parsed.container_id == container_id_for("conv_1")
     assert item["outputs"] == [{"type": "logs", "logs": "hi\n45\n"}]
+
+
+def unsandboxed(tmp_path: Path, unsafe: bool, bwrap: str = "/nonexistent/bwrap") -> Any:
+    settings = SETTINGS.model_copy(update={"bwrap": bwrap, "unsafe_without_sandbox": unsafe})
+    tool = normalize_code_interpreter_tool({"type": "code_interpreter"}, "tools[0]")
+    return CodeInterpreterToolset(tool, settings), settings
+
+
+async def test_without_bubblewrap_the_call_is_refused(tmp_path: Path) -> None:
+    tools, _ = unsandboxed(tmp_path, unsafe=False)
+    item = await tools.run(call("open('ran', 'w')"), ctx(tmp_path))
+    assert ResponseCodeInterpreterToolCall.model_validate(item).status == "failed"
+    assert logs(item).startswith(
+        "the code interpreter cannot run code: no sandbox "
+        "(bubblewrap ('/nonexistent/bwrap') is not installed). To fix it, install bubblewrap"
+    )
+    assert "unsafe_without_sandbox: true" in logs(item)
+    assert not (tmp_path / "containers").exists()  # nothing ran, nothing was created
+
+
+async def test_a_bwrap_that_cannot_sandbox_here_is_refused_too(tmp_path: Path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    tools, settings = unsandboxed(tmp_path, unsafe=False, bwrap=str(fake))
+    item = await tools.run(call("1"), ctx(tmp_path))
+    assert item["status"] == "failed"
+    assert "No permissions to create new namespace" in logs(item)
+
+
+async def test_the_unsafe_setting_runs_unsandboxed_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tools, settings = unsandboxed(tmp_path, unsafe=True)
+    item = await tools.run(call("import os\nos.getcwd()"), ctx(tmp_path))
+    workdir = tmp_path / "containers" / "default" / container_id_for("conv_1")
+    assert item["status"] == "completed" and logs(item) == repr(str(workdir)) + "\n"
+    with caplog.at_level(logging.WARNING, "cupola.tools.code_interpreter"):
+        assert await check_sandbox(settings, tmp_path) is False
+    assert "UNSAFE" in caplog.text and "snippets run unsandboxed" in caplog.text
+
+
+async def test_start_up_check(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "cupola.tools.code_interpreter"):
+        assert await check_sandbox(SETTINGS, tmp_path) is True
+        assert caplog.text == ""
+        _, missing = unsandboxed(tmp_path, unsafe=False)
+        assert await check_sandbox(missing, tmp_path) is False
+    assert "code_interpreter: calls will fail: bubblewrap" in caplog.text
 
 
 async def test_limits_make_a_failed_item(tmp_path: Path) -> None:
