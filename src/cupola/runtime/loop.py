@@ -31,6 +31,7 @@ class AgentLoop:
         self.p = p
         self.output = output
         self.clock = clock
+        output.namespaced = p.namespaced
         """Gets the time of the first token."""
         self.tools = tools
         self.messages = list(p.model_request.messages)
