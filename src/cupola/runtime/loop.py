@@ -31,8 +31,8 @@ class AgentLoop:
         self.p = p
         self.output = output
         self.clock = clock
-        output.namespaced = p.namespaced
         """Gets the time of the first token."""
+        output.namespaced = p.namespaced
         self.tools = tools
         self.messages = list(p.model_request.messages)
         self.usage = Usage()
