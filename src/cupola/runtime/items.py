@@ -11,6 +11,7 @@ from cupola.domain.records import Item
 from cupola.exceptions import UserError
 from cupola.ids import new_id
 from cupola.models.base import ChatMessage, ToolCall
+from cupola.tools.namespace import served_name
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
@@ -76,7 +77,7 @@ def normalize_item(raw: Any, where: str) -> Item:
         arguments = raw.get("arguments", "{}")
         if not isinstance(arguments, str):
             raise UserError(f"{where}.arguments must be a JSON string", param=where)
-        return {
+        item = {
             "id": raw.get("id") or new_id("fc"),
             "type": "function_call",
             "call_id": _require_str(raw, "call_id", where),
@@ -84,6 +85,9 @@ def normalize_item(raw: Any, where: str) -> Item:
             "arguments": arguments,
             "status": raw.get("status") or "completed",
         }
+        if raw.get("namespace") is not None:  # a call of a namespace tool's function
+            item["namespace"] = _require_str(raw, "namespace", where)
+        return item
     if kind == "function_call_output":
         output = raw.get("output")
         if isinstance(output, list):
@@ -211,7 +215,8 @@ def to_messages(instructions: list[str], items: Iterable[Item]) -> list[ChatMess
         elif kind == "message":
             messages.append(ChatMessage(role=item["role"], content=text_of(item["content"])))
         elif kind == "function_call":
-            call = ToolCall(item["call_id"], item["name"], item["arguments"])
+            name = served_name(item.get("namespace"), item["name"])
+            call = ToolCall(item["call_id"], name, item["arguments"])
             names[call.call_id] = call.name
             _add_call(messages, call)
         elif kind == "function_call_output":

@@ -32,6 +32,7 @@ class AgentLoop:
         self.output = output
         self.clock = clock
         """Gets the time of the first token."""
+        output.namespaced = p.namespaced
         self.tools = tools
         self.messages = list(p.model_request.messages)
         self.usage = Usage()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -21,7 +21,9 @@ from cupola.runtime.response import new_response
 from cupola.store import Store
 from cupola.tools import function_specs, normalize_tools
 from cupola.tools.function import tool_key
+from cupola.tools.hosted import check_forced, omitted_metadata, split_unserved
 from cupola.tools.mcp.config import refuse_request_commands
+from cupola.tools.namespace import check_served_names, namespace_map, served_name
 
 _FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 VERBOSITY = ("low", "medium", "high")
@@ -46,6 +48,9 @@ class Prepared:
     approved: list[Item]
     """``mcp_approval_request`` items the client approved in this request: run them first."""
     history: list[Item]
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Served name -> (namespace, name) of the functions of namespace tools: how a call the
+    model makes is named in its ``function_call`` item."""
 
     def use_options(self, options: ModelOptions) -> None:
         """Apply the parameters only Chat Completions and Messages clients send."""
@@ -79,13 +84,18 @@ def check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
             raise UserError("tool_choice 'required' needs at least one tool", param="tool_choice")
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
-        names = {t.get("name") for t in tools if t["type"] == "function"}
-        if choice.get("name") not in names:
+        names = {t.get("name") for t in tools if t["type"] == "function"} | set(
+            namespace_map(tools)
+        )
+        name, space = choice.get("name"), choice.get("namespace")
+        if isinstance(name, str) and isinstance(space, str):
+            name = served_name(space, name)  # a function of a namespace tool
+        if name not in names:
             raise UserError(
                 f"tool_choice names function {choice.get('name')!r}, which is not among the tools",
                 param="tool_choice",
             )
-        return {"type": "function", "name": choice["name"]}
+        return {"type": "function", "name": name}
     raise UserError(
         "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}",
         param="tool_choice",
@@ -161,6 +171,15 @@ def approved_requests(history: list[Item], new_items: list[Item]) -> list[Item]:
     return approved
 
 
+def _with_warnings(metadata: dict[str, str], omitted: list[str]) -> dict[str, str]:
+    """The response metadata: the client's, plus ``cupola.omitted_tools`` when tools were
+    left out and the 16 keys metadata may hold leave room for it."""
+    extra = omitted_metadata(omitted)
+    if not extra or len(metadata) + len(extra) > 16:
+        return metadata
+    return {**metadata, **extra}
+
+
 class Preparer:
     """Resolves agent, deployment and history; validates everything the request names."""
 
@@ -212,9 +231,10 @@ class Preparer:
         model = self._model(agent, req)
         definition = agent.definition if agent is not None else {}
 
-        tools = normalize_tools(definition.get("tools"), "agent.tools")
+        # tools of a type this server has no provider for are left out (tools/hosted.py)
+        tools, omitted = split_unserved(normalize_tools(definition.get("tools"), "agent.tools"))
         taken = {tool_key(t) for t in tools}
-        requested = normalize_tools(req.tools)
+        requested, left_out = split_unserved(normalize_tools(req.tools))
         refuse_request_commands(requested)  # a request never starts a process
         for tool in requested:
             if tool_key(tool) in taken:
@@ -222,9 +242,11 @@ class Preparer:
                     f"tool {tool_key(tool)!r} is already defined by the agent", param="tools"
                 )
             tools.append(tool)
-        tool_choice = check_tool_choice(
-            req.tool_choice if req.tool_choice is not None else definition.get("tool_choice"), tools
-        )
+        omitted += [kind for kind in left_out if kind not in omitted]
+        check_served_names(tools)
+        choice = req.tool_choice if req.tool_choice is not None else definition.get("tool_choice")
+        check_forced(choice, tools, omitted)
+        tool_choice = check_tool_choice(choice, tools)
         text = req.text if req.text is not None else definition.get("text")
         response_format = check_text_format(text)
         verbosity = check_verbosity(text)
@@ -283,7 +305,7 @@ class Preparer:
             reasoning=reasoning,
             previous_response_id=req.previous_response_id,
             conversation_id=req.conversation_id,
-            metadata=req.metadata or {},
+            metadata=_with_warnings(req.metadata or {}, omitted),
             store=store,
             background=background,
             parallel_tool_calls=parallel,
@@ -318,7 +340,8 @@ class Preparer:
             store=store,
             stream=bool(req.stream),
             background=background,
-            server_tools=[t for t in tools if t["type"] != "function"],
+            server_tools=[t for t in tools if t["type"] not in ("function", "namespace")],
             approved=approved,
             history=history,
+            namespaced=namespace_map(tools),
         )

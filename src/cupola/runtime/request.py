@@ -81,6 +81,9 @@ class CreateResponse(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
     include: list[str] | None = None
+    client_metadata: dict[str, Any] | None = None
+    """Ignored: the ids Codex CLI sends for OpenAI's telemetry (session, turn, installation);
+    they are not model input, and too long for ``metadata`` (docs/codex.md)."""
 
     @property
     def agent_ref(self) -> AgentReference | None:

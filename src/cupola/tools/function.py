@@ -10,6 +10,8 @@ from jsonschema.exceptions import SchemaError
 from cupola.exceptions import UserError
 from cupola.models.base import FunctionSpec
 from cupola.tools.base import valid_function_name
+from cupola.tools.hosted import is_unserved
+from cupola.tools.namespace import namespaced_functions, normalize_namespace_tool
 
 
 def _function_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -49,13 +51,17 @@ def tool_key(tool: dict[str, Any]) -> str:
     """What makes a tool entry unique in a list: a function's name, a server tool's label."""
     if tool["type"] == "function":
         return str(tool["name"])
+    if tool["type"] == "namespace":
+        return f"namespace:{tool['name']}"
     openapi = tool.get("openapi") or {}
     label = tool.get("server_label") or openapi.get("name") or tool.get("name") or ""
     return f"{tool['type']}:{label}"
 
 
 def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
-    """Validate a tool list; return it in its echoed wire shape. Names must be unique."""
+    """Validate a tool list; return it in its echoed wire shape. Names must be unique.
+    Entries of a type this server has no provider for are kept as sent (and not checked):
+    ``cupola.tools.hosted.split_unserved`` leaves them out of a response."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -66,9 +72,16 @@ def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
         at = f"{where}[{i}]"
         if not isinstance(item, dict):
             raise UserError(f"{at} must be an object", param=at)
-        if item.get("type") == "function":
+        kind = item.get("type")
+        if isinstance(kind, str) and is_unserved(kind):
+            tools.append(dict(item))
+            continue
+        if kind == "function":
             tool = _function_tool(item, at)
             key = tool["name"]
+        elif kind == "namespace":
+            tool = normalize_namespace_tool(item, at, _function_tool)
+            key = tool_key(tool)
         else:
             from cupola.tools.registry import normalize_server_tool
 
@@ -81,14 +94,25 @@ def normalize_tools(raw: Any, where: str = "tools") -> list[dict[str, Any]]:
     return tools
 
 
-def function_specs(tools: list[dict[str, Any]]) -> tuple[FunctionSpec, ...]:
-    return tuple(
-        FunctionSpec(
-            name=t["name"],
-            description=t["description"],
-            parameters=t["parameters"] or {"type": "object", "properties": {}},
-            strict=t["strict"],
-        )
-        for t in tools
-        if t["type"] == "function"
+def _spec(name: str, tool: dict[str, Any], description: str | None) -> FunctionSpec:
+    return FunctionSpec(
+        name=name,
+        description=description,
+        parameters=tool["parameters"] or {"type": "object", "properties": {}},
+        strict=tool["strict"],
     )
+
+
+def function_specs(tools: list[dict[str, Any]]) -> tuple[FunctionSpec, ...]:
+    """The functions the model is offered, in the order of the tools: a function tool as
+    it is, a namespace as its functions under their served names (each description led by
+    the namespace's)."""
+    specs: list[FunctionSpec] = []
+    for tool in tools:
+        if tool["type"] == "function":
+            specs.append(_spec(tool["name"], tool, tool["description"]))
+        elif tool["type"] == "namespace":
+            for served, space, member in namespaced_functions([tool]):
+                texts = (space["description"], member["description"])
+                specs.append(_spec(served, member, "\n\n".join(t for t in texts if t) or None))
+    return tuple(specs)

@@ -55,7 +55,7 @@ def normalize_server_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     kind = raw.get("type")
     spec = _NORMALIZERS.get(kind) if isinstance(kind, str) else None
     if spec is None:
-        supported = ", ".join(["function", *_NORMALIZERS])
+        supported = ", ".join(["function", "namespace", *_NORMALIZERS])
         raise UserError(
             f"{where}.type {kind!r} is not supported by this server (supported: {supported})",
             param=f"{where}.type",
