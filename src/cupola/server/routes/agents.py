@@ -13,7 +13,18 @@ from cupola.domain.agents import agent_object, check_agent_name, check_definitio
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.openapi import PAGE_BOTH_WAYS, Query, api
+from cupola.server.schemas.objects import (
+    Agent,
+    AgentDeleted,
+    AgentPage,
+    AgentVersion,
+    AgentVersionDeleted,
+    AgentVersionPage,
+)
 from cupola.server.services import Services
+
+KIND = Query("kind", {"type": "string"}, "Only agents of this kind (cupola serves prompt).")
 
 
 class CreateAgentVersion(BaseModel):
@@ -37,6 +48,7 @@ def _cursor_version(raw: str | None) -> int | None:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(body=CreateAgentVersion, response=AgentVersion)
     async def create_version(request: Request) -> Response:
         project = s.project(request)
         name = check_agent_name(request.path_params["agent_name"])
@@ -48,12 +60,14 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(version_object(version))
 
+    @api(response=Agent)
     async def get_agent(request: Request) -> Response:
         latest = await s.store.get_agent_version(
             s.project(request), request.path_params["agent_name"]
         )
         return JSONResponse(agent_object(latest))
 
+    @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND))
     async def list_agents(request: Request) -> Response:
         kind = request.query_params.get("kind")
         if kind and kind != "prompt":
@@ -68,6 +82,7 @@ def routes(s: Services) -> list[Route]:
         data = [agent_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(response=AgentVersionPage, query=PAGE_BOTH_WAYS)
     async def list_versions(request: Request) -> Response:
         page = await s.store.list_agent_versions(
             s.project(request),
@@ -80,6 +95,7 @@ def routes(s: Services) -> list[Route]:
         data = [version_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(response=AgentVersion)
     async def get_version(request: Request) -> Response:
         version = await s.store.get_agent_version(
             s.project(request),
@@ -88,6 +104,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(version_object(version))
 
+    @api(response=AgentVersionDeleted)
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]
         raw = request.path_params["agent_version"]
@@ -96,6 +113,7 @@ def routes(s: Services) -> list[Route]:
             {"object": "agent.version.deleted", "name": name, "version": raw, "deleted": True}
         )
 
+    @api(response=AgentDeleted)
     async def delete_agent(request: Request) -> Response:
         name = request.path_params["agent_name"]
         await s.store.delete_agent(s.project(request), name)
