@@ -21,7 +21,7 @@ from starlette.types import Scope
 
 from cupola import __version__
 from cupola.server.schemas.common import AnthropicError, OpenAIError
-from cupola.server.schemas.objects import JsonRpcMessage
+from cupola.server.schemas.objects import JsonRpcMessage, McpError
 
 E = TypeVar("E")
 ATTRIBUTE = "__cupola_operation__"
@@ -119,7 +119,7 @@ def mcp_api(endpoint: E) -> E:
         response=JsonRpcMessage,
         stream=True,
         statuses=(202,),
-        errors=JsonRpcMessage,
+        errors=McpError,
         query=(Query("version", {"type": "string"}, "A version number (default: the default)."),),
     )
     return attach(endpoint)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
-from cupola.server.schemas.common import Item, Page, ValueList
+from cupola.server.schemas.common import Item, OpenAIError, Page, ValueList
 
 
 class ConversationObject(BaseModel):
@@ -275,6 +275,11 @@ class JsonRpcMessage(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     jsonrpc: Literal["2.0"]
+
+
+class McpError(RootModel[JsonRpcMessage | OpenAIError]):
+    """A toolbox MCP endpoint's error: a JSON-RPC error from the transport, or the OpenAI
+    shape for a request that never reached it (unknown project, toolbox, method)."""
 
 
 # ---- pages -----------------------------------------------------------------------------------
