@@ -145,14 +145,20 @@ def walk(routes: Sequence[BaseRoute], prefix: str = "") -> list[tuple[str, Route
 
 
 def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
-    """Every method some route serves at the scope's path (for a 405's ``Allow``)."""
+    """Every method some route of the app serves at the request's path (for a 405's
+    ``Allow``). ``scope`` may come from inside a Mount: matching starts again at the top."""
+    top = scope.get("app_root_path", scope.get("root_path", ""))
+    return _methods(routes, {**scope, "root_path": top, "path_params": {}})
+
+
+def _methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     methods: set[str] = set()
     for route in routes:
         match, child = route.matches(scope)
         if match == Match.NONE:
             continue
         if isinstance(route, Mount):
-            methods.update(allowed_methods(list(route.routes), {**scope, **child}))
+            methods.update(_methods(list(route.routes), {**scope, **child}))
         elif isinstance(route, Route) and route.methods:
             methods.update(route.methods)
     return sorted(methods)
