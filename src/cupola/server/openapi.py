@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -71,7 +71,10 @@ class Operation:
     """Further content types of the success answer, schema-less (MCP's event stream)."""
     statuses: tuple[int, ...] = ()
     """Further success statuses with no body (MCP's 202 for a notification)."""
-    tags: tuple[str, ...] = field(default=())
+    error_media: tuple[str, ...] = ()
+    """Further content types of a 4xx, schema-less (the MCP transport's plain-text errors)."""
+    summary: str | None = None
+    """One line; the endpoint's docstring's first line when not given."""
 
 
 def api(
@@ -85,6 +88,8 @@ def api(
     errors: type[BaseModel] = OpenAIError,
     extra_media: Iterable[str] = (),
     statuses: Iterable[int] = (),
+    error_media: Iterable[str] = (),
+    summary: str | None = None,
 ) -> Callable[[E], E]:
     """Attach the endpoint's :class:`Operation`; use where the route is defined."""
     operation = Operation(
@@ -97,6 +102,8 @@ def api(
         errors=errors,
         extra_media=tuple(extra_media),
         statuses=tuple(statuses),
+        error_media=tuple(error_media),
+        summary=summary,
     )
 
     def attach(endpoint: E) -> E:
@@ -120,6 +127,7 @@ def mcp_api(endpoint: E) -> E:
         stream=True,
         statuses=(202,),
         errors=McpError,
+        error_media=("text/plain",),
         query=(Query("version", {"type": "string"}, "A version number (default: the default)."),),
     )
     return attach(endpoint)
@@ -171,7 +179,9 @@ def _slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
 
 
-def _summary(route: Route) -> str:
+def _summary(route: Route, op: Operation) -> str:
+    if op.summary:
+        return op.summary
     doc = (route.endpoint.__doc__ or "").strip().splitlines()
     return doc[0].strip() if doc else route.name.replace("_", " ")
 
@@ -195,8 +205,9 @@ class _Schemas:
         return dict(mapping), dict(defs.get("$defs", {}))
 
 
-def _error_responses(schema: Any) -> dict[str, Any]:
-    content = {"application/json": {"schema": schema}}
+def _error_responses(schema: Any, media: tuple[str, ...]) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    content.update({m: {"schema": {"type": "string"}} for m in media})
     return {
         "4XX": {"description": "Bad input, in the API's error shape", "content": content},
     }
@@ -207,7 +218,7 @@ def _operation(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "operationId": f"{method.lower()}_{_slug(path)}",
-        "summary": _summary(route),
+        "summary": _summary(route, op),
     }
     tag = "anthropic" if "/anthropic" in path else ("openai" if "/v1" in path else "foundry")
     out["tags"] = [tag]
@@ -248,7 +259,7 @@ def _operation(
     responses: dict[str, Any] = {str(op.status): success}
     for status in op.statuses:
         responses[str(status)] = {"description": "Accepted, no body"}
-    responses.update(_error_responses(schemas.ref(op.errors, "serialization")))
+    responses.update(_error_responses(schemas.ref(op.errors, "serialization"), op.error_media))
     out["responses"] = responses
     return out
 

@@ -48,7 +48,11 @@ def _cursor_version(raw: str | None) -> int | None:
 
 
 def routes(s: Services) -> list[Route]:
-    @api(body=CreateAgentVersion, response=AgentVersion)
+    @api(
+        body=CreateAgentVersion,
+        response=AgentVersion,
+        summary="Create an agent version (creating the agent).",
+    )
     async def create_version(request: Request) -> Response:
         project = s.project(request)
         name = check_agent_name(request.path_params["agent_name"])
@@ -60,14 +64,14 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(version_object(version))
 
-    @api(response=Agent)
+    @api(response=Agent, summary="Get an agent with its latest version.")
     async def get_agent(request: Request) -> Response:
         latest = await s.store.get_agent_version(
             s.project(request), request.path_params["agent_name"]
         )
         return JSONResponse(agent_object(latest))
 
-    @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND))
+    @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND), summary="List agents.")
     async def list_agents(request: Request) -> Response:
         kind = request.query_params.get("kind")
         if kind and kind != "prompt":
@@ -82,7 +86,7 @@ def routes(s: Services) -> list[Route]:
         data = [agent_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
-    @api(response=AgentVersionPage, query=PAGE_BOTH_WAYS)
+    @api(response=AgentVersionPage, query=PAGE_BOTH_WAYS, summary="List an agent's versions.")
     async def list_versions(request: Request) -> Response:
         page = await s.store.list_agent_versions(
             s.project(request),
@@ -95,7 +99,7 @@ def routes(s: Services) -> list[Route]:
         data = [version_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
-    @api(response=AgentVersion)
+    @api(response=AgentVersion, summary="Get one version of an agent.")
     async def get_version(request: Request) -> Response:
         version = await s.store.get_agent_version(
             s.project(request),
@@ -104,7 +108,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(version_object(version))
 
-    @api(response=AgentVersionDeleted)
+    @api(response=AgentVersionDeleted, summary="Delete one version of an agent.")
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]
         raw = request.path_params["agent_version"]
@@ -113,7 +117,7 @@ def routes(s: Services) -> list[Route]:
             {"object": "agent.version.deleted", "name": name, "version": raw, "deleted": True}
         )
 
-    @api(response=AgentDeleted)
+    @api(response=AgentDeleted, summary="Delete an agent and every version of it.")
     async def delete_agent(request: Request) -> Response:
         name = request.path_params["agent_name"]
         await s.store.delete_agent(s.project(request), name)

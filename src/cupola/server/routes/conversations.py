@@ -56,7 +56,11 @@ def _items(raw: list[Any] | None) -> list[dict[str, Any]]:
 
 
 def routes(s: Services) -> list[Route]:
-    @api(body=CreateConversation, response=ConversationObject)
+    @api(
+        body=CreateConversation,
+        response=ConversationObject,
+        summary="Create a conversation, with up to 20 items.",
+    )
     async def create(request: Request) -> Response:
         body = await parse_body(request, CreateConversation)
         conv = await s.store.create_conversation(
@@ -64,14 +68,18 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(conversation_object(conv))
 
-    @api(response=ConversationObject)
+    @api(response=ConversationObject, summary="Retrieve a conversation.")
     async def retrieve(request: Request) -> Response:
         conv = await s.store.get_conversation(
             s.project(request), request.path_params["conversation_id"]
         )
         return JSONResponse(conversation_object(conv))
 
-    @api(body=UpdateConversation, response=ConversationObject)
+    @api(
+        body=UpdateConversation,
+        response=ConversationObject,
+        summary="Replace a conversation's metadata.",
+    )
     async def update(request: Request) -> Response:
         body = await parse_body(request, UpdateConversation)
         conv = await s.store.update_conversation(
@@ -79,7 +87,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(conversation_object(conv))
 
-    @api(response=Deleted)
+    @api(response=Deleted, summary="Delete a conversation with its items.")
     async def delete(request: Request) -> Response:
         conversation_id = request.path_params["conversation_id"]
         await s.store.delete_conversation(s.project(request), conversation_id)
@@ -87,7 +95,7 @@ def routes(s: Services) -> list[Route]:
             {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
         )
 
-    @api(body=AddItems, response=ItemPage)
+    @api(body=AddItems, response=ItemPage, summary="Append up to 20 items to a conversation.")
     async def add_items(request: Request) -> Response:
         body = await parse_body(request, AddItems)
         items = _items(body.items)
@@ -96,7 +104,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(list_envelope(items, False))
 
-    @api(response=ItemPage, query=PAGE)
+    @api(response=ItemPage, query=PAGE, summary="List a conversation's items.")
     async def list_items(request: Request) -> Response:
         page = await s.store.list_conversation_items(
             s.project(request),
@@ -107,7 +115,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(list_envelope(page.data, page.has_more))
 
-    @api(response=Item)
+    @api(response=Item, summary="Retrieve one item of a conversation.")
     async def get_item(request: Request) -> Response:
         item = await s.store.get_conversation_item(
             s.project(request),
@@ -116,7 +124,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(item)
 
-    @api(response=ConversationObject)
+    @api(response=ConversationObject, summary="Delete one item; answers the conversation.")
     async def delete_item(request: Request) -> Response:
         conv = await s.store.delete_conversation_item(
             s.project(request),

@@ -43,7 +43,7 @@ def deployment_object(d: DeploymentConfig) -> dict[str, Any]:
 
 
 def routes(s: Services) -> list[Route]:
-    @api(response=DeploymentList, query=FILTERS)
+    @api(response=DeploymentList, query=FILTERS, summary="List the model deployments.")
     async def list_deployments(request: Request) -> Response:
         s.project(request)
         publisher = request.query_params.get("modelPublisher")
@@ -57,7 +57,7 @@ def routes(s: Services) -> list[Route]:
         ]
         return JSONResponse({"value": found})
 
-    @api(response=Deployment)
+    @api(response=Deployment, summary="Get a model deployment.")
     async def get_deployment(request: Request) -> Response:
         s.project(request)
         return JSONResponse(deployment_object(s.models.config(request.path_params["name"])))
