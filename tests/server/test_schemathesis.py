@@ -33,6 +33,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.schemas import APIOperation, BaseSchema
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -49,6 +50,7 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 MODEL = "echo"
 """The deployment generated run requests name half of the time."""
@@ -208,3 +210,14 @@ def test_the_run_is_seeded_with_real_objects(server: LiveServer) -> None:
         project = server.project_url
         for path in ("agents/helper/versions/1", "toolboxes/kit", "connections/conn"):
             assert http.get(f"{project}/{path}").status_code == 200, path
+
+
+def test_listing_agents_of_another_kind_still_checks_the_request(server: LiveServer) -> None:
+    """Found by the run above: ``?kind=hosted`` answered an empty 200 before the project and
+    ``limit`` were checked."""
+    base = f"{server.url}/api/projects"
+    assert httpx.get(f"{base}/nowhere/agents", params={"kind": "hosted"}).status_code == 404
+    r = httpx.get(f"{server.project_url}/agents", params={"kind": "hosted", "limit": "true"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
+    r = httpx.get(f"{server.project_url}/agents", params={"kind": "hosted"})
+    assert r.status_code == 200 and r.json()["data"] == []

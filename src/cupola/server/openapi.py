@@ -36,6 +36,8 @@ class Query:
     name: str
     schema: dict[str, Any]
     description: str = ""
+    allow_empty: bool = True
+    """An empty value (``?limit=``) is taken as absent."""
 
 
 LIMIT = Query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size.")
@@ -118,6 +120,9 @@ def anthropic_api(**kwargs: Any) -> Callable[[E], E]:
     return api(errors=AnthropicError, **kwargs)
 
 
+_VERSION = "The toolbox version to serve (default: its default version)."
+
+
 def mcp_api(endpoint: E) -> E:
     """The operation of a toolbox's MCP endpoint (the streamable HTTP transport: JSON-RPC
     in, JSON or an event stream out, JSON-RPC errors)."""
@@ -128,7 +133,7 @@ def mcp_api(endpoint: E) -> E:
         statuses=(202,),
         errors=McpError,
         error_media=("text/plain",),
-        query=(Query("version", {"type": "string"}, "A version number (default: the default)."),),
+        query=(Query("version", {"type": "string", "pattern": "^[0-9]+$"}, _VERSION, False),),
     )
     return attach(endpoint)
 
@@ -229,6 +234,7 @@ def _operation(
     params += [
         {"name": q.name, "in": "query", "required": False, "schema": q.schema}
         | ({"description": q.description} if q.description else {})
+        | ({"allowEmptyValue": True} if q.allow_empty else {})
         for q in op.query
     ]
     if params:

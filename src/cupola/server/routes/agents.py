@@ -73,13 +73,18 @@ def routes(s: Services) -> list[Route]:
 
     @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND), summary="List agents.")
     async def list_agents(request: Request) -> Response:
+        project, limit, order = (
+            s.project(request),
+            query_int(request, "limit", 20),
+            query_order(request),
+        )
         kind = request.query_params.get("kind")
-        if kind and kind != "prompt":
+        if kind and kind != "prompt":  # after the checks: a bad project or limit is still a 4xx
             return JSONResponse(list_envelope([], False, null_last_when_done=True))
         page = await s.store.list_agents(
-            s.project(request),
-            limit=query_int(request, "limit", 20),
-            order=query_order(request),
+            project,
+            limit=limit,
+            order=order,
             after=request.query_params.get("after") or None,
             before=request.query_params.get("before") or None,
         )
