@@ -221,3 +221,20 @@ def test_listing_agents_of_another_kind_still_checks_the_request(server: LiveSer
     assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
     r = httpx.get(f"{server.project_url}/agents", params={"kind": "hosted"})
     assert r.status_code == 200 and r.json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "agents/helper/versions/²",
+        "agents/helper/versions?after=helper:²",
+        "toolboxes/kit/versions/²",
+        "toolboxes/kit/versions?after=²",
+    ],
+)
+def test_a_version_in_other_digits_is_refused(server: LiveServer, path: str) -> None:
+    """Found probing the run's path parameters: ``"²".isdigit()`` is true and ``int("²")``
+    raises, which answered 500."""
+    r = httpx.get(f"{server.project_url}/{path}")
+    assert r.status_code == 400, r.text
+    assert "version" in r.json()["error"]["message"]

@@ -88,7 +88,7 @@ def check_toolbox_name(name: str) -> str:
 def version_number(raw: str | int, param: str = "version") -> int:
     """A version as the wire gives it (``"3"``) as a number."""
     text = str(raw)
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise UserError(f"a toolbox version is a number, not {str(raw)!r}", param=param)
     return int(text)
 

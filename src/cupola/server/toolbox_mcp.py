@@ -92,7 +92,7 @@ class ToolboxMcp:
         project = self.s.project(request)
         name = request.path_params["name"]
         raw = request.query_params.get("version")
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not (raw.isascii() and raw.isdigit()):
             raise UserError(f"version must be a number, not {raw!r}", param="version")
         version = await self.s.store.get_toolbox_version(project, name, int(raw) if raw else None)
         toolsets = await self.s.tools.toolsets(list(version.tools), project)

@@ -35,7 +35,7 @@ class CreateAgentVersion(BaseModel):
 
 
 def _version_number(raw: str) -> int:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is true, int("²") fails
         raise UserError(f"agent version must be a number, not {raw!r}", param="agent_version")
     return int(raw)
 
