@@ -10,7 +10,7 @@ and every ``$ref`` points into ``components/schemas``, where pydantic's definiti
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
@@ -49,6 +49,9 @@ PAGE = (LIMIT, ORDER, AFTER)
 PAGE_BOTH_WAYS = (LIMIT, ORDER, AFTER, BEFORE)
 """The query of a list that pages both ways."""
 
+VERSION_NUMBER: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+$"}
+"""A version number in a path (``/versions/3``)."""
+
 BINARY: Final = "binary"
 """``response=BINARY``: the endpoint answers raw bytes (a file's content)."""
 
@@ -77,6 +80,8 @@ class Operation:
     """Further content types of a 4xx, schema-less (the MCP transport's plain-text errors)."""
     summary: str | None = None
     """One line; the endpoint's docstring's first line when not given."""
+    path: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """Schemas of path parameters narrower than a string (a version number)."""
 
 
 def api(
@@ -92,6 +97,7 @@ def api(
     statuses: Iterable[int] = (),
     error_media: Iterable[str] = (),
     summary: str | None = None,
+    path: Mapping[str, dict[str, Any]] | None = None,
 ) -> Callable[[E], E]:
     """Attach the endpoint's :class:`Operation`; use where the route is defined."""
     operation = Operation(
@@ -106,6 +112,7 @@ def api(
         statuses=tuple(statuses),
         error_media=tuple(error_media),
         summary=summary,
+        path=tuple((path or {}).items()),
     )
 
     def attach(endpoint: E) -> E:
@@ -227,8 +234,9 @@ def _operation(
     }
     tag = "anthropic" if "/anthropic" in path else ("openai" if "/v1" in path else "foundry")
     out["tags"] = [tag]
+    narrow = dict(op.path)
     params: list[dict[str, Any]] = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": p, "in": "path", "required": True, "schema": narrow.get(p, {"type": "string"})}
         for p in _PARAM.findall(path)
     ]
     params += [

@@ -13,7 +13,7 @@ from cupola.domain.agents import agent_object, check_agent_name, check_definitio
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
-from cupola.server.openapi import PAGE_BOTH_WAYS, Query, api
+from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, Query, api
 from cupola.server.schemas.objects import (
     Agent,
     AgentDeleted,
@@ -24,6 +24,7 @@ from cupola.server.schemas.objects import (
 )
 from cupola.server.services import Services
 
+ONE_VERSION = {"agent_version": VERSION_NUMBER}
 KIND = Query("kind", {"type": "string"}, "Only agents of this kind (cupola serves prompt).")
 
 
@@ -104,7 +105,7 @@ def routes(s: Services) -> list[Route]:
         data = [version_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
-    @api(response=AgentVersion, summary="Get one version of an agent.")
+    @api(response=AgentVersion, path=ONE_VERSION, summary="Get one version of an agent.")
     async def get_version(request: Request) -> Response:
         version = await s.store.get_agent_version(
             s.project(request),
@@ -113,7 +114,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(version_object(version))
 
-    @api(response=AgentVersionDeleted, summary="Delete one version of an agent.")
+    @api(response=AgentVersionDeleted, path=ONE_VERSION, summary="Delete one version of an agent.")
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]
         raw = request.path_params["agent_version"]

@@ -25,7 +25,7 @@ from cupola.domain.toolboxes import (
 from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
-from cupola.server.openapi import PAGE_BOTH_WAYS, api
+from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, api
 from cupola.server.schemas.objects import Toolbox, ToolboxPage, ToolboxVersion, ToolboxVersionPage
 from cupola.server.services import Services
 
@@ -130,7 +130,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         data = [version_object(v, project) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
-    @api(response=ToolboxVersion)
+    @api(response=ToolboxVersion, path={"version": VERSION_NUMBER})
     async def get_version(request: Request) -> Response:
         """Get one version of a toolbox."""
         project = s.project(request)
@@ -139,7 +139,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         )
         return JSONResponse(version_object(version, project))
 
-    @api(status=204)
+    @api(status=204, path={"version": VERSION_NUMBER})
     async def delete_version(request: Request) -> Response:
         """Delete one version of a toolbox (never the default while others exist)."""
         await s.store.delete_toolbox_version(
