@@ -181,3 +181,18 @@ def test_every_405_says_what_is_allowed(doc: dict[str, Any], server: LiveServer)
             assert set(r.headers["allow"].split(", ")) == allowed, (path, r.headers["allow"])
             checked += 1
     assert checked == len(doc["paths"])
+
+
+def test_a_route_without_an_operation_is_refused() -> None:
+    """A new route cannot slip into the server undocumented: generating the document fails."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    from cupola.server.openapi import openapi_document
+
+    async def undocumented(_request: Request) -> Response:
+        return Response()
+
+    with pytest.raises(RuntimeError, match="has no OpenAPI operation"):
+        openapi_document([Mount("/v1", routes=[Route("/x", undocumented)])])

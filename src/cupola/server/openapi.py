@@ -72,8 +72,6 @@ class Operation:
     query: tuple[Query, ...] = ()
     errors: type[BaseModel] = OpenAIError
     """The shape of every 4xx answer."""
-    extra_media: tuple[str, ...] = ()
-    """Further content types of the success answer, schema-less (MCP's event stream)."""
     statuses: tuple[int, ...] = ()
     """Further success statuses with no body (MCP's 202 for a notification)."""
     error_media: tuple[str, ...] = ()
@@ -93,7 +91,6 @@ def api(
     stream: bool = False,
     query: Iterable[Query] = (),
     errors: type[BaseModel] = OpenAIError,
-    extra_media: Iterable[str] = (),
     statuses: Iterable[int] = (),
     error_media: Iterable[str] = (),
     summary: str | None = None,
@@ -108,7 +105,6 @@ def api(
         stream=stream,
         query=tuple(query),
         errors=errors,
-        extra_media=tuple(extra_media),
         statuses=tuple(statuses),
         error_media=tuple(error_media),
         summary=summary,
@@ -266,8 +262,6 @@ def _operation(
         content["application/json"] = {"schema": schemas.ref(op.response, "serialization")}
     if op.stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
-    for media in op.extra_media:
-        content[media] = {"schema": {}}
     if content:
         success["content"] = content
     responses: dict[str, Any] = {str(op.status): success}
