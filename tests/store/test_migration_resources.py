@@ -1,4 +1,4 @@
-"""Migration 0005 (versioned resources): a database created at 0003 with agents and toolboxes keeps every version,
+"""Migration 0005: a database created at 0003 with agents and toolboxes keeps every version,
 number, hash, timestamp and default after the upgrade, on SQLite and PostgreSQL, and the
 downgrade gives the old tables back."""
 

@@ -16,6 +16,7 @@ from cupola.secrets import SecretBox, install_redaction
 from cupola.server.access import guard_routes
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
+from cupola.server.openapi import mcp_api
 from cupola.server.routes import (
     agents,
     anthropic,
@@ -81,7 +82,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *connections.routes(s),
         *toolboxes.routes(s, normalize_server_tool),
         *labels.routes(s),
-        Route("/toolboxes/{name}/mcp", toolbox_mcp, methods=["GET", "POST", "DELETE"]),
+        Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),

@@ -86,10 +86,15 @@ async def handle_validation_error(_request: Request, exc: Exception) -> Response
     return error_response(400, message, "invalid_request_error", param, "invalid_value")
 
 
-async def handle_http_exception(_request: Request, exc: Exception) -> Response:
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error_type, code = _HTTP_CODES.get(exc.status_code, ("invalid_request_error", "bad_request"))
-    return error_response(exc.status_code, str(exc.detail), error_type, None, code)
+    response = error_response(exc.status_code, str(exc.detail), error_type, None, code)
+    if exc.status_code == 405:  # every method the path serves, not only the first route's
+        from cupola.server.openapi import allowed_methods
+
+        response.headers["allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
+    return response
 
 
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:

@@ -16,7 +16,19 @@ from cupola.runtime.request import Metadata
 from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import agent_object, agent_version_object
+from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, VERSION_SELECTOR, Query, api
+from cupola.server.schemas.objects import (
+    Agent,
+    AgentDeleted,
+    AgentPage,
+    AgentVersion,
+    AgentVersionDeleted,
+    AgentVersionPage,
+)
 from cupola.server.services import Services
+
+ONE_VERSION = {"agent_version": VERSION_NUMBER}
+KIND = Query("kind", {"type": "string"}, "Only agents of this kind (cupola serves prompt).")
 
 
 class CreateAgentVersion(BaseModel):
@@ -38,6 +50,11 @@ def _cursor_version(raw: str | None) -> int | None:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(
+        body=CreateAgentVersion,
+        response=AgentVersion,
+        summary="Create an agent version (creating the agent).",
+    )
     async def create_version(request: Request) -> Response:
         project = s.project(request)
         name = check_agent_name(request.path_params["agent_name"])
@@ -50,26 +67,34 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(agent_version_object(version))
 
+    @api(response=Agent, summary="Get an agent with its latest version.")
     async def get_agent(request: Request) -> Response:
         latest = await s.store.get_agent_version(
             s.project(request), request.path_params["agent_name"]
         )
         return JSONResponse(agent_object(latest))
 
+    @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND), summary="List agents.")
     async def list_agents(request: Request) -> Response:
+        project, limit, order = (
+            s.project(request),
+            query_int(request, "limit", 20),
+            query_order(request),
+        )
         kind = request.query_params.get("kind")
-        if kind and kind != "prompt":
+        if kind and kind != "prompt":  # after the checks: a bad project or limit is still a 4xx
             return JSONResponse(list_envelope([], False, null_last_when_done=True))
         page = await s.store.list_agents(
-            s.project(request),
-            limit=query_int(request, "limit", 20),
-            order=query_order(request),
+            project,
+            limit=limit,
+            order=order,
             after=request.query_params.get("after") or None,
             before=request.query_params.get("before") or None,
         )
         data = [agent_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(response=AgentVersionPage, query=PAGE_BOTH_WAYS, summary="List an agent's versions.")
     async def list_versions(request: Request) -> Response:
         page = await s.store.list_agent_versions(
             s.project(request),
@@ -82,6 +107,11 @@ def routes(s: Services) -> list[Route]:
         data = [agent_version_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(
+        response=AgentVersion,
+        path={"agent_version": VERSION_SELECTOR},
+        summary="Get one version of an agent (by number or label).",
+    )
     async def get_version(request: Request) -> Response:
         version = await s.store.get_agent_version(
             s.project(request),
@@ -90,6 +120,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(agent_version_object(version))
 
+    @api(response=AgentVersionDeleted, path=ONE_VERSION, summary="Delete one version of an agent.")
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]
         raw = request.path_params["agent_version"]
@@ -98,6 +129,7 @@ def routes(s: Services) -> list[Route]:
             {"object": "agent.version.deleted", "name": name, "version": raw, "deleted": True}
         )
 
+    @api(response=AgentDeleted, summary="Delete an agent and every version of it.")
     async def delete_agent(request: Request) -> Response:
         name = request.path_params["agent_name"]
         await s.store.delete_agent(s.project(request), name)

@@ -34,11 +34,14 @@ from cupola.runtime.stateless import (
     resolve_target,
 )
 from cupola.server.http import JSONResponse, parse_body
+from cupola.server.openapi import anthropic_api
 from cupola.server.routes.chat import first_event, report_headers, start_headers
 from cupola.server.schemas.anthropic import (
     STOP_REASONS,
     CountTokensRequest,
+    Message,
     MessagesRequest,
+    TokenCount,
     to_runtime,
 )
 from cupola.server.services import Services
@@ -271,6 +274,18 @@ def routes(s: Services) -> list[Route]:
         return JSONResponse({"input_tokens": count})
 
     return [
-        Route("/v1/messages", anthropic_errors(create), methods=["POST"]),
-        Route("/v1/messages/count_tokens", anthropic_errors(count_tokens), methods=["POST"]),
+        Route(
+            "/v1/messages",
+            anthropic_api(body=MessagesRequest, response=Message, stream=True)(
+                anthropic_errors(create)
+            ),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/messages/count_tokens",
+            anthropic_api(body=CountTokensRequest, response=TokenCount)(
+                anthropic_errors(count_tokens)
+            ),
+            methods=["POST"],
+        ),
     ]

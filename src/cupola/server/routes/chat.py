@@ -35,7 +35,8 @@ from cupola.runtime.stateless import (
     resolve_target,
 )
 from cupola.server.http import JSONResponse, parse_body
-from cupola.server.schemas.chat import ChatCompletionRequest, to_runtime
+from cupola.server.openapi import api
+from cupola.server.schemas.chat import ChatCompletion, ChatCompletionRequest, to_runtime
 from cupola.server.services import Services
 
 log = logging.getLogger("cupola.server")
@@ -206,6 +207,7 @@ async def prepare(s: Services, project: str, req: CreateResponse) -> Prepared:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(body=ChatCompletionRequest, response=ChatCompletion, stream=True)
     async def create(request: Request) -> Response:
         """Create a chat completion (Chat Completions API); ``stream: true`` answers with SSE."""
         project = s.project(request)

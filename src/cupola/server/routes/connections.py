@@ -19,7 +19,14 @@ from cupola.exceptions import UserError
 from cupola.secrets import SecretBox
 from cupola.server.http import JSONResponse, parse_body
 from cupola.server.objects import connection_object
+from cupola.server.openapi import Query, api
+from cupola.server.schemas.objects import Connection, ConnectionDeleted, ConnectionList
 from cupola.server.services import Services
+
+FILTERS = (
+    Query("connectionType", {"type": "string"}, "Only connections of this type."),
+    Query("defaultConnection", {"type": "boolean"}, "Only the default connection."),
+)
 
 
 class SecretsNotReturned(UserError):
@@ -58,6 +65,7 @@ def routes(s: Services) -> list[Route]:
     if not s.store.has_secret_box:
         s.store.use_secret_box(SecretBox.from_settings(s.settings))
 
+    @api(response=ConnectionList, query=FILTERS)
     async def list_connections(request: Request) -> Response:
         """List connections (credentials without secrets)."""
         found = await s.store.list_connections(
@@ -67,11 +75,13 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse({"value": [connection_object(c) for c in found]})
 
+    @api(response=Connection)
     async def get_connection(request: Request) -> Response:
         """Get a connection (credentials without secrets)."""
         found = await s.store.get_connection(s.project(request), request.path_params["name"])
         return JSONResponse(connection_object(found))
 
+    @api(response=Connection)
     async def get_with_credentials(request: Request) -> Response:
         """Refused: cupola never returns stored secrets (403)."""
         found = await s.store.get_connection(s.project(request), request.path_params["name"])
@@ -83,6 +93,7 @@ def routes(s: Services) -> list[Route]:
             code="secrets_not_returned",
         )
 
+    @api(body=PutConnection, response=Connection)
     async def put_connection(request: Request) -> Response:
         """Create or replace a connection (cupola extension)."""
         project = s.project(request)
@@ -107,6 +118,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(connection_object(connection))
 
+    @api(response=ConnectionDeleted)
     async def delete_connection(request: Request) -> Response:
         """Delete a connection and its secret (cupola extension)."""
         deleted = await s.store.delete_connection(s.project(request), request.path_params["name"])

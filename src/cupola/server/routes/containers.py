@@ -18,6 +18,14 @@ from starlette.routing import Route
 
 from cupola.exceptions import NotFound
 from cupola.server.http import JSONResponse, list_envelope, query_int, query_order
+from cupola.server.openapi import BINARY, PAGE, Query, api
+from cupola.server.schemas.common import Deleted
+from cupola.server.schemas.objects import (
+    ContainerFileObject,
+    ContainerFilePage,
+    ContainerObject,
+    ContainerPage,
+)
 from cupola.server.services import Services
 from cupola.tools.sandbox import Container, ContainerFile
 
@@ -78,6 +86,7 @@ async def _file(s: Services, request: Request) -> tuple[Container, ContainerFile
 
 
 def routes(s: Services) -> list[Route]:
+    @api(response=ContainerPage, query=(*PAGE, Query("name", {"type": "string"})))
     async def list_containers(request: Request) -> Response:
         """List the code interpreter's containers."""
         project = s.project(request)
@@ -92,28 +101,33 @@ def routes(s: Services) -> list[Route]:
             data = [box for box in data if box["name"] == name]
         return JSONResponse(_page(request, data))
 
+    @api(response=ContainerObject)
     async def retrieve_container(request: Request) -> Response:
         """A container."""
         box = await _container(s, request)
         return JSONResponse(await asyncio.to_thread(box.to_json))
 
+    @api(response=Deleted)
     async def delete_container(request: Request) -> Response:
         """Delete a container and its files."""
         box = await _container(s, request)
         await asyncio.to_thread(box.delete)
         return JSONResponse({"id": box.id, "object": "container.deleted", "deleted": True})
 
+    @api(response=ContainerFilePage, query=PAGE)
     async def list_files(request: Request) -> Response:
         """List the files in a container."""
         box = await _container(s, request)
         files = await asyncio.to_thread(box.files)
         return JSONResponse(_page(request, [f.to_json(box.id) for f in files]))
 
+    @api(response=ContainerFileObject)
     async def retrieve_file(request: Request) -> Response:
         """A container file's metadata."""
         box, found = await _file(s, request)
         return JSONResponse(found.to_json(box.id))
 
+    @api(response=BINARY)
     async def file_content(request: Request) -> Response:
         """A container file's bytes."""
         box, found = await _file(s, request)
@@ -130,6 +144,7 @@ def routes(s: Services) -> list[Route]:
             headers={"content-length": str(size), "content-disposition": _attachment(found.path)},
         )
 
+    @api(response=Deleted)
     async def delete_file(request: Request) -> Response:
         """Delete a container file."""
         box, found = await _file(s, request)

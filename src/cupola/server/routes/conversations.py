@@ -15,6 +15,9 @@ from cupola.ids import new_id
 from cupola.runtime.items import normalize_item
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.openapi import PAGE, api
+from cupola.server.schemas.common import Deleted, Item
+from cupola.server.schemas.objects import ConversationObject, ItemPage
 from cupola.server.services import Services
 
 MAX_ITEMS_PER_CALL = 20
@@ -53,6 +56,11 @@ def _items(raw: list[Any] | None) -> list[dict[str, Any]]:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(
+        body=CreateConversation,
+        response=ConversationObject,
+        summary="Create a conversation, with up to 20 items.",
+    )
     async def create(request: Request) -> Response:
         body = await parse_body(request, CreateConversation)
         conv = await s.store.create_conversation(
@@ -60,12 +68,18 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(conversation_object(conv))
 
+    @api(response=ConversationObject, summary="Retrieve a conversation.")
     async def retrieve(request: Request) -> Response:
         conv = await s.store.get_conversation(
             s.project(request), request.path_params["conversation_id"]
         )
         return JSONResponse(conversation_object(conv))
 
+    @api(
+        body=UpdateConversation,
+        response=ConversationObject,
+        summary="Replace a conversation's metadata.",
+    )
     async def update(request: Request) -> Response:
         body = await parse_body(request, UpdateConversation)
         conv = await s.store.update_conversation(
@@ -73,6 +87,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(conversation_object(conv))
 
+    @api(response=Deleted, summary="Delete a conversation with its items.")
     async def delete(request: Request) -> Response:
         conversation_id = request.path_params["conversation_id"]
         await s.store.delete_conversation(s.project(request), conversation_id)
@@ -80,6 +95,7 @@ def routes(s: Services) -> list[Route]:
             {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
         )
 
+    @api(body=AddItems, response=ItemPage, summary="Append up to 20 items to a conversation.")
     async def add_items(request: Request) -> Response:
         body = await parse_body(request, AddItems)
         items = _items(body.items)
@@ -88,6 +104,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(list_envelope(items, False))
 
+    @api(response=ItemPage, query=PAGE, summary="List a conversation's items.")
     async def list_items(request: Request) -> Response:
         page = await s.store.list_conversation_items(
             s.project(request),
@@ -98,6 +115,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(list_envelope(page.data, page.has_more))
 
+    @api(response=Item, summary="Retrieve one item of a conversation.")
     async def get_item(request: Request) -> Response:
         item = await s.store.get_conversation_item(
             s.project(request),
@@ -106,6 +124,7 @@ def routes(s: Services) -> list[Route]:
         )
         return JSONResponse(item)
 
+    @api(response=ConversationObject, summary="Delete one item; answers the conversation.")
     async def delete_item(request: Request) -> Response:
         conv = await s.store.delete_conversation_item(
             s.project(request),

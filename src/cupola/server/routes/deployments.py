@@ -9,10 +9,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cupola.server.http import JSONResponse
+from cupola.server.openapi import Query, api
+from cupola.server.schemas.objects import Deployment, DeploymentList
 from cupola.server.services import Services
 from cupola.settings import DeploymentConfig
 
 _PUBLISHERS = {"embedded": "HuggingFaceTB", "scripted": "cupola", "openai": "OpenAI"}
+
+FILTERS = (
+    Query("modelPublisher", {"type": "string"}, "Only this publisher's deployments."),
+    Query("modelName", {"type": "string"}, "Only deployments of this model."),
+)
 
 
 def deployment_object(d: DeploymentConfig) -> dict[str, Any]:
@@ -36,6 +43,7 @@ def deployment_object(d: DeploymentConfig) -> dict[str, Any]:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(response=DeploymentList, query=FILTERS, summary="List the model deployments.")
     async def list_deployments(request: Request) -> Response:
         s.project(request)
         publisher = request.query_params.get("modelPublisher")
@@ -49,6 +57,7 @@ def routes(s: Services) -> list[Route]:
         ]
         return JSONResponse({"value": found})
 
+    @api(response=Deployment, summary="Get a model deployment.")
     async def get_deployment(request: Request) -> Response:
         s.project(request)
         return JSONResponse(deployment_object(s.models.config(request.path_params["name"])))

@@ -26,6 +26,20 @@ from cupola.domain.files import (
 from cupola.exceptions import PayloadTooLarge, UserError
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.openapi import BINARY, PAGE, PAGE_BOTH_WAYS, Query, api
+from cupola.server.schemas.common import Deleted
+from cupola.server.schemas.objects import (
+    FileBatch,
+    FileContentPage,
+    FileObject,
+    FilePage,
+    FileUpload,
+    SearchResults,
+    VectorStore,
+    VectorStoreFile,
+    VectorStoreFilePage,
+    VectorStorePage,
+)
 from cupola.server.services import Services
 from cupola.store.files import FileStore
 from cupola.tools.file_search import (
@@ -47,6 +61,10 @@ MAX_BATCH_FILES = 2000
 _MULTIPART_OVERHEAD = 64 * 1024
 """Bytes an upload's body may carry beyond the file itself (boundaries, other fields)."""
 _FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
+PURPOSE = Query("purpose", {"type": "string"}, "Only files of this purpose.")
+STATUS_FILTER = Query(
+    "filter", {"type": "string", "enum": list(_FILE_STATUSES)}, "Only files in this status."
+)
 
 # ---- multipart/form-data -------------------------------------------------------------------
 
@@ -317,6 +335,7 @@ def routes(s: Services) -> list[Route]:
 def _file_routes(s: Services) -> list[Route]:
     store = s.store
 
+    @api(form=FileUpload, response=FileObject)
     async def upload_file(request: Request) -> Response:
         """Upload a file (multipart/form-data: file, purpose)."""
         project = s.project(request)
@@ -339,6 +358,7 @@ def _file_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(file_object(record))
 
+    @api(response=FilePage, query=(*PAGE, PURPOSE))
     async def list_files(request: Request) -> Response:
         """List files, newest first (filter by purpose)."""
         page = await store.list_files(
@@ -350,17 +370,20 @@ def _file_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(list_envelope([file_object(f) for f in page.data], page.has_more))
 
+    @api(response=FileObject)
     async def retrieve_file(request: Request) -> Response:
         """A file's metadata."""
         record = await store.get_file(s.project(request), request.path_params["file_id"])
         return JSONResponse(file_object(record))
 
+    @api(response=Deleted)
     async def delete_file(request: Request) -> Response:
         """Delete a file and remove it from every vector store."""
         file_id = request.path_params["file_id"]
         await store.delete_file(s.project(request), file_id)
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
+    @api(response=BINARY)
     async def file_content(request: Request) -> Response:
         """A file's bytes."""
         record, content = await store.get_file_content(
@@ -381,6 +404,7 @@ def _file_routes(s: Services) -> list[Route]:
 def _vector_store_routes(s: Services) -> list[Route]:
     store = s.store
 
+    @api(body=CreateVectorStore, response=VectorStore)
     async def create_store(request: Request) -> Response:
         """Create a vector store, optionally with files (indexed before this returns)."""
         body = await parse_body(request, CreateVectorStore)
@@ -391,6 +415,7 @@ def _vector_store_routes(s: Services) -> list[Route]:
         record = await store.create_vector_store(project, body.name, body.metadata or {}, indexed)
         return JSONResponse(vector_store_object(record))
 
+    @api(response=VectorStorePage, query=PAGE_BOTH_WAYS)
     async def list_stores(request: Request) -> Response:
         """List vector stores, newest first."""
         page = await store.list_vector_stores(
@@ -403,6 +428,7 @@ def _vector_store_routes(s: Services) -> list[Route]:
         data = [vector_store_object(v) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more))
 
+    @api(response=VectorStore)
     async def retrieve_store(request: Request) -> Response:
         """A vector store, with its file counts."""
         record = await store.get_vector_store(
@@ -410,6 +436,7 @@ def _vector_store_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(vector_store_object(record))
 
+    @api(body=UpdateVectorStore, response=VectorStore)
     async def update_store(request: Request) -> Response:
         """Rename a vector store or replace its metadata."""
         body = await parse_body(request, UpdateVectorStore)
@@ -421,6 +448,7 @@ def _vector_store_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(vector_store_object(record))
 
+    @api(response=Deleted)
     async def delete_store(request: Request) -> Response:
         """Delete a vector store (its files stay)."""
         vector_store_id = request.path_params["vector_store_id"]
@@ -429,6 +457,7 @@ def _vector_store_routes(s: Services) -> list[Route]:
             {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
         )
 
+    @api(body=SearchVectorStore, response=SearchResults)
     async def search_store(request: Request) -> Response:
         """Search a vector store's chunks (BM25, scores 0..1)."""
         body = await parse_body(request, SearchVectorStore)
@@ -478,6 +507,7 @@ def _store_file_routes(s: Services) -> list[Route]:
     """Files of a vector store, and file batches."""
     store = s.store
 
+    @api(body=CreateVectorStoreFile, response=VectorStoreFile)
     async def attach_file(request: Request) -> Response:
         """Add a file to a vector store; it is chunked before this returns."""
         body = await parse_body(request, CreateVectorStoreFile)
@@ -494,6 +524,7 @@ def _store_file_routes(s: Services) -> list[Route]:
             raise UserError(f"filter must be one of {', '.join(_FILE_STATUSES)}", param="filter")
         return status
 
+    @api(response=VectorStoreFilePage, query=(*PAGE_BOTH_WAYS, STATUS_FILTER))
     async def list_store_files(request: Request) -> Response:
         """List a vector store's files (or one batch's), filtered by status."""
         page = await store.list_vector_store_files(
@@ -509,6 +540,7 @@ def _store_file_routes(s: Services) -> list[Route]:
         data = [vector_store_file_object(f) for f in page.data]
         return JSONResponse(list_envelope(data, page.has_more))
 
+    @api(response=VectorStoreFile)
     async def retrieve_store_file(request: Request) -> Response:
         """A vector store file: its status and last error."""
         record = await store.get_vector_store_file(
@@ -518,6 +550,7 @@ def _store_file_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(vector_store_file_object(record))
 
+    @api(body=UpdateVectorStoreFile, response=VectorStoreFile)
     async def update_store_file(request: Request) -> Response:
         """Replace a vector store file's attributes."""
         body = await parse_body(request, UpdateVectorStoreFile)
@@ -529,12 +562,14 @@ def _store_file_routes(s: Services) -> list[Route]:
         )
         return JSONResponse(vector_store_file_object(record))
 
+    @api(response=Deleted)
     async def detach_file(request: Request) -> Response:
         """Remove a file from a vector store (the file stays)."""
         file_id = request.path_params["file_id"]
         await store.detach_file(s.project(request), request.path_params["vector_store_id"], file_id)
         return JSONResponse({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
 
+    @api(response=FileContentPage)
     async def store_file_content(request: Request) -> Response:
         """The text a vector store indexed from one of its files."""
         project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
@@ -558,6 +593,7 @@ def _store_file_routes(s: Services) -> list[Route]:
             }
         )
 
+    @api(body=CreateFileBatch, response=FileBatch)
     async def create_batch(request: Request) -> Response:
         """Add several files to a vector store at once; all are chunked before this returns."""
         body = await parse_body(request, CreateFileBatch)
@@ -567,6 +603,7 @@ def _store_file_routes(s: Services) -> list[Route]:
         batch = await store.create_file_batch(project, vector_store_id, indexed)
         return JSONResponse(batch_object(batch))
 
+    @api(response=FileBatch)
     async def retrieve_batch(request: Request) -> Response:
         """A file batch, with the counts of its files by status."""
         batch = await store.get_file_batch(

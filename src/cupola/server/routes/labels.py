@@ -24,10 +24,15 @@ from cupola.domain.versions import check_label, version_number
 from cupola.exceptions import NotFound, UserError
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import label_move_object, label_object
+from cupola.server.openapi import LABEL, PAGE_BOTH_WAYS, Query, api
+from cupola.server.schemas.objects import LabelMovePage, LabelObject, LabelPage
 from cupola.server.services import Services
 from cupola.store.agents import AGENT
 from cupola.store.toolboxes import TOOLBOX
 from cupola.store.versions import Kind
+
+ONE = {"label": LABEL}
+LABEL_FILTER = Query("label", {"type": "string"}, "Only the moves of this label.")
 
 
 class SetLabel(BaseModel):
@@ -46,11 +51,15 @@ def _cursor(request: Request, key: str) -> int | None:
 
 
 def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
+    noun = kind.noun
+
+    @api(response=LabelPage, summary=f"List a {noun}'s labels.")
     async def list_labels(request: Request) -> Response:
         found = await s.store.list_labels(s.project(request), kind, request.path_params["name"])
         data = [label_object(kind.kind, label) for label in found]
         return JSONResponse(list_envelope(data, False))
 
+    @api(response=LabelObject, path=ONE, summary=f"Get one label of a {noun}.")
     async def get_label(request: Request) -> Response:
         name = request.path_params["name"]
         label = check_label(request.path_params["label"])
@@ -59,6 +68,7 @@ def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
                 return JSONResponse(label_object(kind.kind, found))
         raise NotFound(f"{kind.noun} {name!r} has no label {label!r}", param="label")
 
+    @api(body=SetLabel, response=LabelObject, path=ONE, summary=f"Set or move a label of a {noun}.")
     async def set_label(request: Request) -> Response:
         body = await parse_body(request, SetLabel)
         label = await s.store.set_label(
@@ -70,12 +80,18 @@ def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
         )
         return JSONResponse(label_object(kind.kind, label))
 
+    @api(status=204, path=ONE, summary=f"Remove a label of a {noun}.")
     async def remove_label(request: Request) -> Response:
         await s.store.remove_label(
             s.project(request), kind, request.path_params["name"], request.path_params["label"]
         )
         return Response(status_code=204)
 
+    @api(
+        response=LabelMovePage,
+        query=(*PAGE_BOTH_WAYS, LABEL_FILTER),
+        summary=f"Every move of a {noun}'s labels, for audit.",
+    )
     async def label_history(request: Request) -> Response:
         label = request.query_params.get("label")
         page = await s.store.label_history(

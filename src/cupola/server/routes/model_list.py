@@ -18,7 +18,9 @@ from cupola.domain.versions import parse_selector
 from cupola.exceptions import NotFound, UserError
 from cupola.ids import now
 from cupola.server.http import JSONResponse
+from cupola.server.openapi import api
 from cupola.server.routes.deployments import deployment_object
+from cupola.server.schemas.objects import Model, ModelList
 from cupola.server.services import Services
 from cupola.settings import DeploymentConfig
 
@@ -43,6 +45,7 @@ def agent_model(agent: AgentVersion) -> dict[str, Any]:
 def routes(s: Services) -> list[Route]:
     loaded = now()  # deployments come from cupola.yaml: they date from when it was loaded
 
+    @api(response=ModelList)
     async def list_models(request: Request) -> Response:
         """List the deployments and agents this caller may use as ``model``."""
         project = s.project(request)
@@ -56,6 +59,7 @@ def routes(s: Services) -> list[Route]:
             after = page.data[-1].name
         return JSONResponse({"object": "list", "data": data})
 
+    @api(response=Model)
     async def retrieve_model(request: Request) -> Response:
         """One deployment or agent by name (an agent also as ``name:version``)."""
         project = s.project(request)

@@ -13,6 +13,10 @@ from cupola.exceptions import NotFound
 from cupola.runtime.events import Event
 from cupola.runtime.request import CreateResponse
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
+from cupola.server.openapi import PAGE, api
+from cupola.server.schemas.common import Deleted
+from cupola.server.schemas.objects import ItemPage
+from cupola.server.schemas.responses import ResponseObject
 from cupola.server.services import Services
 
 
@@ -25,6 +29,12 @@ def sse(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
 
 
 def routes(s: Services) -> list[Route]:
+    @api(
+        body=CreateResponse,
+        response=ResponseObject,
+        stream=True,
+        summary="Create a response (JSON, or Server-Sent Events when stream is true).",
+    )
     async def create(request: Request) -> Response:
         project = s.project(request)
         req = await parse_body(request, CreateResponse)
@@ -39,19 +49,23 @@ def routes(s: Services) -> list[Route]:
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
+    @api(response=ResponseObject, summary="Retrieve a stored response.")
     async def retrieve(request: Request) -> Response:
         stored = await s.store.get_response(s.project(request), request.path_params["response_id"])
         return JSONResponse(stored.body)
 
+    @api(response=Deleted, summary="Delete a stored response.")
     async def delete(request: Request) -> Response:
         response_id = request.path_params["response_id"]
         await s.store.delete_response(s.project(request), response_id)
         return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
 
+    @api(response=ResponseObject, summary="Cancel a background response.")
     async def cancel(request: Request) -> Response:
         body = await s.runner.cancel(s.project(request), request.path_params["response_id"])
         return JSONResponse(body)
 
+    @api(response=ItemPage, query=PAGE, summary="List a response's input items.")
     async def input_items(request: Request) -> Response:
         stored = await s.store.get_response(s.project(request), request.path_params["response_id"])
         limit = query_int(request, "limit", 20)

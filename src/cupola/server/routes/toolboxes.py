@@ -26,6 +26,8 @@ from cupola.runtime.request import Metadata
 from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import toolbox_object, toolbox_version_object
+from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, VERSION_SELECTOR, api
+from cupola.server.schemas.objects import Toolbox, ToolboxPage, ToolboxVersion, ToolboxVersionPage
 from cupola.server.services import Services
 
 
@@ -63,6 +65,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
     """The toolbox routes. ``entry_check`` validates one tool entry of a version (default:
     the shallow checks of ``cupola.domain.toolboxes.shallow_entry_check``)."""
 
+    @api(body=CreateToolboxVersion, response=ToolboxVersion)
     async def create_version(request: Request) -> Response:
         """Create a toolbox version (creating the toolbox)."""
         project = s.project(request)
@@ -78,12 +81,14 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         )
         return JSONResponse(toolbox_version_object(version, project))
 
+    @api(response=Toolbox)
     async def get_toolbox(request: Request) -> Response:
         """Get a toolbox with its default and latest versions."""
         project = s.project(request)
         toolbox = await s.store.get_toolbox(project, request.path_params["name"])
         return JSONResponse(toolbox_object(toolbox, project))
 
+    @api(body=UpdateToolbox, response=Toolbox)
     async def update_toolbox(request: Request) -> Response:
         """Set a toolbox's default version."""
         project = s.project(request)
@@ -98,6 +103,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         toolbox = await s.store.set_default_version(project, request.path_params["name"], version)
         return JSONResponse(toolbox_object(toolbox, project))
 
+    @api(response=ToolboxPage, query=PAGE_BOTH_WAYS)
     async def list_toolboxes(request: Request) -> Response:
         """List toolboxes."""
         project = s.project(request)
@@ -111,6 +117,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         data = [toolbox_object(t, project) for t in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(response=ToolboxVersionPage, query=PAGE_BOTH_WAYS)
     async def list_versions(request: Request) -> Response:
         """List a toolbox's versions."""
         project = s.project(request)
@@ -125,6 +132,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         data = [toolbox_version_object(v, project) for v in page.data]
         return JSONResponse(list_envelope(data, page.has_more, null_last_when_done=True))
 
+    @api(response=ToolboxVersion, path={"version": VERSION_SELECTOR})
     async def get_version(request: Request) -> Response:
         """Get one version of a toolbox."""
         project = s.project(request)
@@ -133,6 +141,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         )
         return JSONResponse(toolbox_version_object(version, project))
 
+    @api(status=204, path={"version": VERSION_NUMBER})
     async def delete_version(request: Request) -> Response:
         """Delete one version of a toolbox (never the default while others exist)."""
         await s.store.delete_toolbox_version(
@@ -142,6 +151,7 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         )
         return Response(status_code=204)
 
+    @api(status=204)
     async def delete_toolbox(request: Request) -> Response:
         """Delete a toolbox and every version of it."""
         await s.store.delete_toolbox(s.project(request), request.path_params["name"])

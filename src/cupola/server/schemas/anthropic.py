@@ -264,3 +264,37 @@ STOP_REASONS: dict[str, StopReason] = {
     "length": "max_tokens",
     "tool_calls": "tool_use",
 }
+
+
+# ---- the answer ------------------------------------------------------------------------------
+
+
+class MessageUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+
+
+class ContentBlock(BaseModel):
+    """A ``text`` block (``text``) or a ``tool_use`` block (``id``, ``name``, ``input``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "tool_use"]
+
+
+class Message(BaseModel):
+    """A ``message`` (the non-streamed answer of ``POST /v1/messages``)."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[ContentBlock]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: MessageUsage
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
