@@ -66,6 +66,9 @@ from cupola.models.http import retry_after
 from cupola.settings import DeploymentConfig
 
 MAX_REMEMBERED = 4096
+MAX_TRAILING_EVENTS = 16
+"""Events read past the one that ends the reply before the stream is cut off (none follow
+it in practice: reading on is how the body's end is reached)."""
 """Histories remembered per deployment (least recently used ones are forgotten first)."""
 _FAILED_STATUS = {
     "rate_limit_exceeded": 429,
@@ -356,10 +359,16 @@ class FoundryAgentModel(Model):
                 extra_body={"agent_reference": self._reference},
             )
             async with events:
+                trailing = 0
                 async for event in events:
-                    for out in turn.feed(event):
-                        yield out
-                    if turn.finish is not None:
+                    if turn.finish is None:
+                        for out in turn.feed(event):
+                            yield out
+                        continue
+                    # Past the reply's end: read the body to its end so the connection goes
+                    # back to the pool (closing a response half-read closes its connection).
+                    trailing += 1
+                    if trailing > MAX_TRAILING_EVENTS:
                         break
         except openai.APIStatusError as exc:
             if known and conversation:  # refused before it ran: keep the conversation
