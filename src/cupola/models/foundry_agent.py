@@ -272,6 +272,21 @@ class _Turn:
         return ChatMessage("assistant", "".join(self.text), tuple(self.assembler.calls()))
 
 
+async def _read_to_end(events: AsyncIterator[Any], turn: _Turn) -> AsyncIterator[ModelEvent]:
+    """The turn's events; past the reply's end the stream is read on to the body's end, so
+    the connection goes back to the pool (a response closed half-read closes its
+    connection)."""
+    trailing = 0
+    async for event in events:
+        if turn.finish is None:
+            for out in turn.feed(event):
+                yield out
+            continue
+        trailing += 1
+        if trailing > MAX_TRAILING_EVENTS:
+            return
+
+
 class FoundryAgentModel(Model):
     """A deployment served by a remote Foundry agent."""
 
@@ -359,17 +374,8 @@ class FoundryAgentModel(Model):
                 extra_body={"agent_reference": self._reference},
             )
             async with events:
-                trailing = 0
-                async for event in events:
-                    if turn.finish is None:
-                        for out in turn.feed(event):
-                            yield out
-                        continue
-                    # Past the reply's end: read the body to its end so the connection goes
-                    # back to the pool (closing a response half-read closes its connection).
-                    trailing += 1
-                    if trailing > MAX_TRAILING_EVENTS:
-                        break
+                async for out in _read_to_end(events, turn):
+                    yield out
         except openai.APIStatusError as exc:
             if known and conversation:  # refused before it ran: keep the conversation
                 self.memory.remember(history[:known], conversation)
