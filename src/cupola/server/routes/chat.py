@@ -8,11 +8,12 @@ How the call was served (the deployment, attempts, parameter adjustments) goes i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -39,6 +40,10 @@ from cupola.server.schemas.chat import ChatCompletionRequest, to_runtime
 from cupola.server.services import Services
 
 log = logging.getLogger("cupola.server")
+T = TypeVar("T")
+CLIENT_GONE = 499
+"""The status logged for a request whose client disconnected before the answer (nginx's
+"client closed request"); the client never sees it."""
 MESSAGE_BREAK = "\n\n"
 """Between the texts of two assistant messages of one run (around a server-side tool)."""
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -159,6 +164,40 @@ def error_frame(exc: Exception) -> bytes:
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (its body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; when the client disconnects first, ``work`` (the run, and with it
+    the model call) is cancelled and over before :class:`ClientGone` is raised, so nothing
+    goes on for a client that has gone. Once a stream has begun, Starlette's
+    ``StreamingResponse`` does the same."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+def gone() -> Response:
+    """What a route returns for a client that has gone (nobody reads it)."""
+    return Response(status_code=CLIENT_GONE)
+
+
 async def first_event(events: AsyncIterator[ClientEvent]) -> ClientEvent | None:
     """The run's first event (errors before it are still ordinary HTTP errors)."""
     async for event in events:
@@ -216,12 +255,15 @@ def routes(s: Services) -> list[Route]:
         prepared.use_options(options)
         run = StatelessRun(prepared, s.tools)
         completion_id, created = f"chatcmpl-{secrets.token_hex(14)}", now()
-        if not req.stream:
-            outcome = await run.run()
-            body = completion_object(completion_id, created, req.model, outcome)
-            return JSONResponse(body, headers=report_headers(outcome.report))
-        events = run.events()
-        first = await first_event(events)
+        try:
+            if not req.stream:
+                outcome = await unless_gone(request, run.run())
+                body = completion_object(completion_id, created, req.model, outcome)
+                return JSONResponse(body, headers=report_headers(outcome.report))
+            events = run.events()
+            first = await unless_gone(request, first_event(events))
+        except ClientGone:
+            return gone()
         writer = ChunkWriter(completion_id, created, req.model, req.include_usage)
         return StreamingResponse(
             _chunks(run, events, first, writer, req.include_usage),
