@@ -156,7 +156,7 @@ def _request(port: int, deployment: str, stream: bool) -> bytes:
 
 
 def run(
-    baseline: Path | None, rounds: int, duration: float, warmup: float, quiet_wait: float
+    baseline: Path | None, *, rounds: int, duration: float, warmup: float, quiet_wait: float
 ) -> dict[str, Any]:
     """Every workload on each tree, ``rounds`` times, interleaved; medians and ratios."""
     trees = {"current": REPO / "src"}
@@ -224,7 +224,7 @@ def run(
     return out
 
 
-def table(result: dict[str, Any]) -> str:
+def upstream_table(result: dict[str, Any]) -> str:
     lines = [
         f"{'workload':<26} {'tree':<9} {'CPU ms/req':>10} {'p50 ms':>7} {'req/s':>7} "
         f"{'conn/req':>8} {'err':>4}"
@@ -284,10 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         print("this benchmark reads /proc: Linux only", file=sys.stderr)
         return 2
     result = run(
-        baseline_src(args.baseline), args.rounds, args.duration, args.warmup, args.quiet_wait
+        baseline_src(args.baseline),
+        rounds=args.rounds,
+        duration=args.duration,
+        warmup=args.warmup,
+        quiet_wait=args.quiet_wait,
     )
     print()
-    print(table(result))
+    print(upstream_table(result))
     t = result["target"]
     verdict = {True: "MET", False: "MISSED", None: "not run"}[t["met"]]
     print(f"\ntarget: {t['target']} {t['value']} ms {t['limit']}: {verdict}")
