@@ -129,7 +129,7 @@ class EventStream:
 
     :meth:`events` yields the ``data`` of each event as the events arrive (comments,
     ``event:``, ``id:`` and ``retry:`` fields carry nothing here). :meth:`drain` reads what
-    is left of the body once the reply has finished, so that httpx can put the connection
+    is left of the body once the reply has finished, so that aiohttp can put the connection
     back in the pool: a response released before its body's end closes its connection.
     """
 
@@ -149,26 +149,8 @@ class EventStream:
         return self._parser
 
     async def _parse(self) -> AsyncGenerator[bytes, None]:
-        partial = b""
-        """The start of an event whose blank line has not arrived yet."""
-        async for chunk in self._iterator():
-            if partial:
-                chunk = partial + chunk
-            if b"\r" in chunk:  # CRLF or CR line ends (rare): normalised to LF
-                if chunk.endswith(b"\r"):  # maybe half of a CRLF: wait for the next byte
-                    partial = chunk
-                    continue
-                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            blocks = chunk.split(b"\n\n")
-            partial = blocks.pop()
-            for block in blocks:
-                data = _data(block)
-                if data is not None:
-                    yield data
-        if partial:  # a body that ends without the last blank line
-            data = _data(partial.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
-            if data is not None:
-                yield data
+        async for data in sse_events(self._iterator()):
+            yield data
 
     async def drain(self) -> None:
         """Read the rest of the body: at most :data:`MAX_TRAILER` bytes, for at most
@@ -186,6 +168,32 @@ class EventStream:
                         return
         except TimeoutError:
             return
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data`` of each server-sent event in a body arriving as ``chunks`` (split
+    anywhere), as soon as the blank line that ends it arrives; LF, CRLF or CR line ends."""
+    partial = b""
+    """The start of an event whose blank line has not arrived yet."""
+    async for chunk in chunks:
+        if partial:
+            chunk = partial + chunk
+        if b"\r" in chunk:  # CRLF or CR line ends (rare): normalised to LF
+            if chunk.endswith(b"\r"):  # maybe half of a CRLF: wait for the next byte
+                partial = chunk
+                continue
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        blocks = chunk.split(b"\n\n")
+        partial = blocks.pop()
+        for block in blocks:
+            data = _data(block)
+            if data is not None:
+                yield data
+    # the body's end: what is left (held back for a CR, or without its blank line) is whole
+    for block in partial.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n"):
+        data = _data(block)
+        if data is not None:
+            yield data
 
 
 def _data(block: bytes) -> bytes | None:
