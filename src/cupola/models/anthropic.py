@@ -341,7 +341,7 @@ class AnthropicModel(HttpModel):
         headers = {**await self._call_headers(), "Accept": "application/json"}
         url = str(self._url.copy_with(path=self._url.path + "/count_tokens"))
         try:
-            async with self._post(url, orjson.dumps(counted), headers) as response:
+            async with await self._post(url, orjson.dumps(counted), headers) as response:
                 if response.status >= 300:
                     raise self._fail(await self._status_error(response), response.status)
                 answer = self._parse(await response.read())

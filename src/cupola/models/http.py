@@ -19,6 +19,7 @@ import abc
 import asyncio
 import datetime
 import email.utils
+import functools
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
@@ -46,19 +47,21 @@ TRAILER_SECONDS = 1.0
 """How long the rest of a finished reply's body may take to arrive."""
 
 
+@functools.cache
 def tls_context() -> ssl.SSLContext:
     """Certificate checks against certifi's roots (what httpx and the SDKs trust) and the
-    system's (with ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set)."""
+    system's (with ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set). Loading the roots takes a
+    while: once per process, off the event loop (see :meth:`HttpModel._http`)."""
     context = ssl.create_default_context(cafile=certifi.where())
     context.load_default_certs()
     return context
 
 
-def new_session(timeout: float) -> aiohttp.ClientSession:
+def new_session(timeout: float, context: ssl.SSLContext) -> aiohttp.ClientSession:
     """A pooled client: keep-alive, at most :data:`MAX_CONNECTIONS` connections, no cookie
     jar (one caller's cookies are never sent with another's call)."""
     connector = aiohttp.TCPConnector(
-        limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=tls_context()
+        limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=context
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -254,22 +257,25 @@ class HttpModel(Model):
         """The events of a successful (2xx) answer, ending with its ``Finish``: read from
         ``body``'s events, or the whole of ``response`` for a reply that is not streamed."""
 
-    def _http(self) -> aiohttp.ClientSession:
+    async def _http(self) -> aiohttp.ClientSession:
         """The deployment's pooled client, created on first use (in the serving loop)."""
-        if self._session is None or (self._owns_session and self._session.closed):
-            self._session = new_session(self._timeout)
-            self._owns_session = True
-        return self._session
+        session = self._session
+        if session is None or (self._owns_session and session.closed):
+            context = await asyncio.to_thread(tls_context)
+            if self._session is None or self._session.closed:  # not made meanwhile
+                self._session = new_session(self._timeout, context)
+                self._owns_session = True
+            session = self._session
+        return session
 
-    def _post(self, url: yarl.URL | str, body: bytes, headers: dict[str, str]) -> Any:
+    async def _post(self, url: yarl.URL | str, body: bytes, headers: dict[str, str]) -> Any:
         """``POST`` on the pooled client, through the environment's proxy when it names one
         (an ``async with`` context manager around the ``aiohttp.ClientResponse``)."""
+        session = await self._http()
         if self._proxy is None:
             self._proxy = env_proxy(self._target)
         proxy, proxy_auth = self._proxy
-        return self._http().post(
-            url, data=body, headers=headers, proxy=proxy, proxy_auth=proxy_auth
-        )
+        return session.post(url, data=body, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
 
     def _fail(
         self, text: str, status: int | None = None, retry_after: float | None = None
@@ -295,7 +301,7 @@ class HttpModel(Model):
         headers = await self._call_headers()
         finish: Finish | None = None
         try:
-            async with self._post(self._target, body, headers) as response:
+            async with await self._post(self._target, body, headers) as response:
                 if response.status >= 300:
                     raise self._fail(
                         await self._status_error(response),
