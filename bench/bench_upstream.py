@@ -13,6 +13,7 @@ accepts, so the table also says how many new upstream connections each request c
 
     .venv/bin/python -m bench.bench_upstream [--rounds 5] [--duration 3]
     .venv/bin/python -m bench --only upstream      # the same, inside the main bench
+    .venv/bin/python -m bench.bench_upstream --profile   # py-spy: where this tree's CPU goes
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,8 @@ from typing import Any
 
 import orjson
 
-from bench.http_load import HOST, build_request, run_load, wait_until_quiet
+from bench.http_load import HOST, LoadResult, build_request, run_load, wait_until_quiet
+from bench.profile import read_folded, summarise
 from bench.server import CupolaServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,6 +251,52 @@ def upstream_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def profile(duration: float, rate: int = 500, top: int = 30) -> int:
+    """py-spy samples this tree's server (the thread holding the GIL) while the headline
+    workload runs; prints the hottest functions as ``bench.profile`` does."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "profile-upstream.txt"
+    deployment, stream, concurrency = WORKLOADS[HEADLINE]
+    loads: list[LoadResult] = []
+    with MockUpstream() as mock, TreeServer("current", REPO / "src", mock.port) as server:
+        request = _request(server.port, deployment, stream)
+        run_load(server.port, request, label="warm-up", concurrency=concurrency, duration=1)
+
+        def drive() -> None:
+            time.sleep(0.3)  # let py-spy attach
+            loads.append(
+                run_load(
+                    server.port,
+                    request,
+                    label=HEADLINE,
+                    concurrency=concurrency,
+                    duration=duration - 0.6,
+                    warmup=0,
+                    server_pid=server.pid,
+                )
+            )
+
+        driver = threading.Thread(target=drive)
+        driver.start()
+        command = [str(spy), "record", "--pid", str(server.pid), "--duration", str(int(duration))]
+        command += ["--rate", str(rate), "--format", "raw", "--function", "--threads"]
+        command += ["--nonblocking", "--gil", "--output", str(out)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        driver.join()
+    load = loads[0]
+    print(
+        f"{HEADLINE}: {load.rps:.0f} req/s, server CPU {load.server_cpu_ms_per_request} ms/req "
+        f"({load.requests} requests under the profiler)"
+    )
+    print(summarise(read_folded(out), top, 1000 / rate / max(load.requests, 1)))
+    print(f"\nfolded stacks: {out}")
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_upstream", description=__doc__)
     parser.add_argument(
@@ -261,6 +310,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--quiet-wait", type=float, default=10.0)
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy this tree's server instead (Linux)"
+    )
     return parser.parse_args(argv)
 
 
@@ -283,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path("/proc/self/stat").exists():  # the CPU figures come from /proc
         print("this benchmark reads /proc: Linux only", file=sys.stderr)
         return 2
+    if args.profile:
+        return profile(max(args.duration, 5.0))
     result = run(
         baseline_src(args.baseline),
         rounds=args.rounds,
