@@ -48,11 +48,11 @@ def serve_app(
 ) -> Iterator[int]:
     """Serve ``app`` on 127.0.0.1 while in the block (over TLS with ``cert``, a certificate
     and key file); yields the port. ``connections`` counts the TCP connections accepted."""
-    ssl: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if cert is not None:
-        ssl = {"ssl_certfile": str(cert[0]), "ssl_keyfile": str(cert[1])}
+        options = {"ssl_certfile": str(cert[0]), "ssl_keyfile": str(cert[1])}
     if connections is not None:
-        ssl["http"] = connections.protocol()
+        options["http"] = connections.protocol()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -62,7 +62,7 @@ def serve_app(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
-        **ssl,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
