@@ -11,6 +11,7 @@ and reports other processes' CPU, since a 2-core box shared with other work skew
     .venv/bin/python -m bench --variants all        # also asyncio/h11 loop and parser variants
     .venv/bin/python -m bench --only load --levels 16 --duration 10
     .venv/bin/python -m bench.profile --workload stored   # py-spy: where the time goes
+    .venv/bin/python -m bench --only upstream        # server CPU per call to an openai upstream
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 import orjson
 
 from bench.bench_clients import client_loads, client_streams, client_targets
+from bench.bench_upstream import DEFAULT_BASELINE, baseline_src, upstream_table
+from bench.bench_upstream import run as run_upstream
 from bench.http_load import (
     HOST,
     LoadResult,
@@ -40,7 +43,7 @@ from bench.server import VARIANTS, CupolaServer, Variant, cold_starts, native_mo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Hello, benchmark! Please echo this sentence back."
-SECTIONS = ("cold", "load", "diag", "stream", "clients")
+SECTIONS = ("cold", "load", "diag", "stream", "clients", "upstream")
 NOISY_PCT = 20.0
 """Rows where other processes used more CPU than this (% of a core) are marked with '!'."""
 
@@ -226,6 +229,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated, or 'all': {', '.join(VARIANTS)} (auto = what cupola serve picks)",
     )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"subset of {SECTIONS}")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_BASELINE,
+        help="upstream section: src directory of the tree to compare with ('none' to skip)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     args.levels = [int(x) for x in args.levels.split(",") if x]
@@ -252,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "versions": _versions(),
             "args": {
-                k: sorted(v) if isinstance(v, set) else v
+                k: sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v
                 for k, v in vars(args).items()
                 if k != "variants"
             },
@@ -273,6 +282,18 @@ def main(argv: list[str] | None = None) -> int:
             results["variants"][variant.name] = bench_variant(variant, args)
         print(LEGEND)
     checks = targets(results["cold_start"], results["variants"].get("auto"))
+    if "upstream" in args.only:  # server CPU per chat completion through an openai deployment
+        print("\nupstream: /v1/chat/completions through an openai deployment, vs the baseline")
+        upstream = run_upstream(
+            baseline_src(args.baseline),
+            rounds=5,
+            duration=args.duration / 2,
+            warmup=args.warmup / 2,
+            quiet_wait=args.quiet_wait / 3,
+        )
+        print(upstream_table(upstream))
+        results["upstream"] = upstream
+        checks.append(upstream["target"])
     results["targets"] = checks
     print("\ntargets (cupola serve as shipped = auto variant):")
     for c in checks:

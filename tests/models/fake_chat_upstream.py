@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from loopback import serve_app
+from loopback import Connections, serve_app
 
 Chunk = dict[str, Any] | str
 """A stream chunk: a dict is sent as ``data: <json>``; a str is sent verbatim as the data."""
@@ -153,6 +153,8 @@ class FakeChatUpstream:
         self.base_url = ""
         self.requests: list[Received] = []
         self._replies: dict[str, Reply] = {}
+        self.connections = Connections()
+        """TCP connections accepted (each call on a fresh one would add one)."""
         self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
     def reply(self, model: str, reply: Reply) -> None:
@@ -205,7 +207,7 @@ class FakeChatUpstream:
 def serve_fake_upstream() -> Iterator[FakeChatUpstream]:
     """Run a :class:`FakeChatUpstream` on an ephemeral loopback port while in the block."""
     upstream = FakeChatUpstream()
-    with serve_app(upstream.app, "fake-chat-upstream") as port:
+    with serve_app(upstream.app, "fake-chat-upstream", connections=upstream.connections) as port:
         upstream.base_url = f"http://127.0.0.1:{port}/v1"
         yield upstream
 

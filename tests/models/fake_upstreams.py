@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from loopback import serve_app
+from loopback import Connections, serve_app
 
 Event = tuple[str | None, dict[str, Any] | str]
 """One server-sent event: its ``event:`` name (or None) and its data (a dict is sent as JSON,
@@ -70,6 +70,8 @@ class FakeUpstream:
         self.base_url = ""
         self.requests: list[Received] = []
         self._answers: dict[str, list[Answer]] = {}
+        self.connections = Connections()
+        """TCP connections accepted (each call on a fresh one would add one)."""
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -126,7 +128,8 @@ async def _sse(answer: Answer) -> AsyncIterator[bytes]:
 @contextmanager
 def serve(upstream: FakeUpstream, cert: tuple[Path, Path] | None = None) -> Iterator[str]:
     """Serve ``upstream`` on an ephemeral loopback port; yields its root URL."""
-    with serve_app(Starlette(routes=upstream.routes()), type(upstream).__name__, cert) as port:
+    app = Starlette(routes=upstream.routes())
+    with serve_app(app, type(upstream).__name__, cert, upstream.connections) as port:
         upstream.base_url = f"{'https' if cert else 'http'}://127.0.0.1:{port}"
         yield upstream.base_url
 

@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import fake_chat_upstream
 import httpx
 import pytest
@@ -312,12 +313,12 @@ async def test_model_defaults_to_deployment_name_and_json_object(
     assert body["response_format"] == {"type": "json_object"}
 
 
-async def test_shared_client_is_reused_and_not_closed(fake_upstream: FakeChatUpstream) -> None:
-    async with httpx.AsyncClient() as client:
-        model = OpenAIChatModel(config(fake_upstream.base_url, "m-client"), client=client)
+async def test_shared_session_is_reused_and_not_closed(fake_upstream: FakeChatUpstream) -> None:
+    async with aiohttp.ClientSession() as session:
+        model = OpenAIChatModel(config(fake_upstream.base_url, "m-client"), session=session)
         assert (await complete(model, HELLO)).text == "echo: hello"
         await model.aclose()
-        assert not client.is_closed
+        assert not session.closed
 
 
 @pytest.mark.parametrize(
@@ -386,7 +387,7 @@ async def test_error_event_mid_stream(
 
 @pytest.mark.parametrize(
     ("drop", "expected"),
-    [(True, "incomplete chunked read"), (False, "ended before the reply finished")],
+    [(True, "broke off mid-reply"), (False, "ended before the reply finished")],
     ids=["connection-broken", "clean-eof"],
 )
 async def test_dropped_stream(
@@ -409,11 +410,11 @@ async def test_keep_alive_reuses_one_client(
 ) -> None:
     model = make_model("m-keepalive")
     await complete(model, HELLO)
-    client = model._client
+    session = model._session
     await complete(model, HELLO)
-    assert model._client is client and client is not None
+    assert model._session is session and session is not None
     await model.aclose()
-    assert client.is_closed
+    assert session.closed
     assert (await complete(model, HELLO)).text == "echo: hello"  # reopened lazily
 
 

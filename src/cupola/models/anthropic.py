@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -46,7 +47,7 @@ from cupola.models.credentials import (
     TokenCredential,
     credential_source,
 )
-from cupola.models.http import HttpModel, sse_data, upstream_message
+from cupola.models.http import EventStream, HttpModel, upstream_message
 from cupola.settings import DeploymentConfig
 
 DEFAULT_ENDPOINT = "https://api.anthropic.com"
@@ -291,7 +292,7 @@ class AnthropicModel(HttpModel):
         *,
         keys: ConnectionKeys | None = None,
         credential: TokenCredential | None = None,
-        client: httpx.AsyncClient | None = None,
+        session: aiohttp.ClientSession | None = None,
     ):
         """``keys`` reads ``connection`` credentials; ``credential`` replaces
         ``DefaultAzureCredential`` for ``auth: entra``."""
@@ -324,7 +325,7 @@ class AnthropicModel(HttpModel):
                 required=not config.endpoint,
             ),
             key_header="x-api-key",
-            client=client,
+            session=session,
         )
         self._model = config.model or config.name
 
@@ -338,23 +339,24 @@ class AnthropicModel(HttpModel):
             k: body[k] for k in ("model", "messages", "system", "tools", "tool_choice") if k in body
         }
         headers = {**await self._call_headers(), "Accept": "application/json"}
-        url = self._url.copy_with(path=self._url.path + "/count_tokens")
+        url = str(self._url.copy_with(path=self._url.path + "/count_tokens"))
         try:
-            response = await self._http().post(
-                url, content=orjson.dumps(counted), headers=headers, timeout=self._timeout
-            )
-        except httpx.HTTPError as exc:
-            raise self._fail(f"counting tokens at {self._where} failed: {exc}") from exc
-        if not response.is_success:
-            raise self._fail(await self._status_error(response), response.status_code)
-        tokens = self._parse(response.content).get("input_tokens")
+            async with await self._post(url, orjson.dumps(counted), headers) as response:
+                if response.status >= 300:
+                    raise self._fail(await self._status_error(response), response.status)
+                answer = self._parse(await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._fail(f"counting tokens at {self._where} failed: {exc!r}") from exc
+        tokens = answer.get("input_tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, int):
             raise self._fail(f"{self._where} answered count_tokens without input_tokens")
         return tokens
 
-    async def _reply(self, response: httpx.Response) -> AsyncIterator[ModelEvent]:
+    async def _reply(
+        self, response: aiohttp.ClientResponse, body: EventStream
+    ) -> AsyncIterator[ModelEvent]:
         state = _MessageStream(self._fail)
-        async for data in sse_data(response):
+        async for data in body.events():
             for out in state.feed(self._parse(data)):
                 yield out
             if state.done:

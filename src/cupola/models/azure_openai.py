@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from cupola.exceptions import ConfigError
 from cupola.models.credentials import (
@@ -58,7 +58,7 @@ class AzureOpenAIChatModel(OpenAIChatModel):
         *,
         keys: ConnectionKeys | None = None,
         credential: TokenCredential | None = None,
-        client: httpx.AsyncClient | None = None,
+        session: aiohttp.ClientSession | None = None,
     ):
         """``keys`` reads ``connection`` credentials (the server passes its connection store);
         ``credential`` replaces ``DefaultAzureCredential`` for ``auth: entra``."""
@@ -74,6 +74,7 @@ class AzureOpenAIChatModel(OpenAIChatModel):
         source = credential_source(
             config, scope=COGNITIVE_SERVICES_SCOPE, keys=keys, credential=credential
         )
-        super().__init__(upstream, credential=source, key_header="api-key", client=client)
-        if config.api_version:
-            self._url = self._url.copy_merge_params({"api-version": config.api_version})
+        query = {"api-version": config.api_version} if config.api_version else None
+        super().__init__(
+            upstream, credential=source, key_header="api-key", session=session, query=query
+        )

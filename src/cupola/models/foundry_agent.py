@@ -66,6 +66,9 @@ from cupola.models.http import retry_after
 from cupola.settings import DeploymentConfig
 
 MAX_REMEMBERED = 4096
+MAX_TRAILING_EVENTS = 16
+"""Events read past the one that ends the reply before the stream is cut off (none follow
+it in practice: reading on is how the body's end is reached)."""
 """Histories remembered per deployment (least recently used ones are forgotten first)."""
 _FAILED_STATUS = {
     "rate_limit_exceeded": 429,
@@ -269,6 +272,21 @@ class _Turn:
         return ChatMessage("assistant", "".join(self.text), tuple(self.assembler.calls()))
 
 
+async def _read_to_end(events: AsyncIterator[Any], turn: _Turn) -> AsyncIterator[ModelEvent]:
+    """The turn's events; past the reply's end the stream is read on to the body's end, so
+    the connection goes back to the pool (a response closed half-read closes its
+    connection)."""
+    trailing = 0
+    async for event in events:
+        if turn.finish is None:
+            for out in turn.feed(event):
+                yield out
+            continue
+        trailing += 1
+        if trailing > MAX_TRAILING_EVENTS:
+            return
+
+
 class FoundryAgentModel(Model):
     """A deployment served by a remote Foundry agent."""
 
@@ -356,11 +374,8 @@ class FoundryAgentModel(Model):
                 extra_body={"agent_reference": self._reference},
             )
             async with events:
-                async for event in events:
-                    for out in turn.feed(event):
-                        yield out
-                    if turn.finish is not None:
-                        break
+                async for out in _read_to_end(events, turn):
+                    yield out
         except openai.APIStatusError as exc:
             if known and conversation:  # refused before it ran: keep the conversation
                 self.memory.remember(history[:known], conversation)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -29,7 +30,7 @@ from cupola.models.base import (
     Usage,
 )
 from cupola.models.credentials import CredentialSource
-from cupola.models.http import HttpModel, sse_data, upstream_message
+from cupola.models.http import EventStream, HttpModel, upstream_message
 from cupola.settings import DeploymentConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -209,10 +210,11 @@ class OpenAIChatModel(HttpModel):
         *,
         credential: CredentialSource | None = None,
         key_header: str = "Authorization",
-        client: httpx.AsyncClient | None = None,
+        session: aiohttp.ClientSession | None = None,
+        query: dict[str, str] | None = None,
     ):
         """``credential`` replaces ``api_key`` (sent as a bearer token) with one fetched per
-        call, sent as a bearer token or in ``key_header``."""
+        call, sent as a bearer token or in ``key_header``; ``query`` goes in the URL."""
         try:
             url = httpx.URL(config.base_url or DEFAULT_BASE_URL)
         except httpx.InvalidURL as exc:
@@ -222,14 +224,15 @@ class OpenAIChatModel(HttpModel):
         if secret and credential is None:
             headers["Authorization"] = f"Bearer {secret}"
         headers.update(config.headers)
+        url = url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
         super().__init__(
             config.name,
-            url.copy_with(path=url.path.rstrip("/") + "/chat/completions"),
+            url.copy_merge_params(query) if query else url,
             timeout=config.timeout,
             headers=headers,
             credential=credential,
             key_header=key_header,
-            client=client,
+            session=session,
         )
         self._secret = secret
         self._model = config.model or config.name
@@ -237,15 +240,17 @@ class OpenAIChatModel(HttpModel):
     def _body(self, request: ModelRequest) -> dict[str, Any]:
         return build_body(self._model, request)
 
-    async def _reply(self, response: httpx.Response) -> AsyncIterator[ModelEvent]:
+    async def _reply(
+        self, response: aiohttp.ClientResponse, body: EventStream
+    ) -> AsyncIterator[ModelEvent]:
         state = _StreamState(self._fail)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            for event in state.feed(self._parse(await response.aread())):  # not streamed
+        if response.content_type == "application/json":
+            for event in state.feed(self._parse(await response.read())):  # not streamed
                 yield event
             yield state.finish()
             return
-        async for data in sse_data(response):
-            if data.strip() == "[DONE]":
+        async for data in body.events():
+            if data.strip() == b"[DONE]":
                 yield state.finish()
                 return
             for event in state.feed(self._parse(data)):

@@ -35,7 +35,14 @@ from cupola.runtime.stateless import (
 )
 from cupola.server.http import JSONResponse, parse_body
 from cupola.server.openapi import anthropic_api
-from cupola.server.routes.chat import first_event, report_headers, start_headers
+from cupola.server.routes.chat import (
+    ClientGone,
+    first_event,
+    gone,
+    report_headers,
+    start_headers,
+    unless_gone,
+)
 from cupola.server.schemas.anthropic import (
     STOP_REASONS,
     CountTokensRequest,
@@ -239,12 +246,15 @@ def routes(s: Services) -> list[Route]:
         prepared.use_options(options)
         run = StatelessRun(prepared, s.tools)
         message_id = f"msg_{secrets.token_hex(12)}"
-        if not req.stream:
-            outcome = await run.run()
-            body = message_object(message_id, req.model, outcome)
-            return JSONResponse(body, headers=report_headers(outcome.report))
-        events = run.events()
-        first = await first_event(events)
+        try:
+            if not req.stream:
+                outcome = await unless_gone(request, run.run())
+                body = message_object(message_id, req.model, outcome)
+                return JSONResponse(body, headers=report_headers(outcome.report))
+            events = run.events()
+            first = await unless_gone(request, first_event(events))
+        except ClientGone:
+            return gone()
         start: dict[str, Any] = {
             "id": message_id,
             "type": "message",

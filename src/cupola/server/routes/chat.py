@@ -8,11 +8,12 @@ How the call was served (the deployment, attempts, parameter adjustments) goes i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -40,6 +41,10 @@ from cupola.server.schemas.chat import ChatCompletion, ChatCompletionRequest, to
 from cupola.server.services import Services
 
 log = logging.getLogger("cupola.server")
+T = TypeVar("T")
+CLIENT_GONE = 499
+"""The status logged for a request whose client disconnected before the answer (nginx's
+"client closed request"); the client never sees it."""
 MESSAGE_BREAK = "\n\n"
 """Between the texts of two assistant messages of one run (around a server-side tool)."""
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -160,6 +165,53 @@ def error_frame(exc: Exception) -> bytes:
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has disconnected (its body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; when the client disconnects first, ``work`` (the run, and with it
+    the model call) is cancelled and over before :class:`ClientGone` is raised, so nothing
+    goes on for a client that has gone. Once a stream has begun, Starlette's
+    ``StreamingResponse`` does the same.
+
+    ``work`` runs in the request's own task; a second task waits for the disconnect and
+    cancels this one (cheaper than running ``work`` in a task of its own)."""
+    current = asyncio.current_task()
+    if current is None:
+        return await work
+    gone = False
+
+    def on_disconnect(watch: asyncio.Future[None]) -> None:
+        nonlocal gone
+        if not watch.cancelled() and watch.exception() is None:
+            gone = True
+            current.cancel()
+
+    watch = asyncio.ensure_future(_disconnected(request))
+    watch.add_done_callback(on_disconnect)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone and current.uncancel() == 0:
+            raise ClientGone from None
+        raise
+    finally:
+        watch.remove_done_callback(on_disconnect)
+        watch.cancel()
+
+
+def gone() -> Response:
+    """What a route returns for a client that has gone (nobody reads it)."""
+    return Response(status_code=CLIENT_GONE)
+
+
 async def first_event(events: AsyncIterator[ClientEvent]) -> ClientEvent | None:
     """The run's first event (errors before it are still ordinary HTTP errors)."""
     async for event in events:
@@ -218,12 +270,15 @@ def routes(s: Services) -> list[Route]:
         prepared.use_options(options)
         run = StatelessRun(prepared, s.tools)
         completion_id, created = f"chatcmpl-{secrets.token_hex(14)}", now()
-        if not req.stream:
-            outcome = await run.run()
-            body = completion_object(completion_id, created, req.model, outcome)
-            return JSONResponse(body, headers=report_headers(outcome.report))
-        events = run.events()
-        first = await first_event(events)
+        try:
+            if not req.stream:
+                outcome = await unless_gone(request, run.run())
+                body = completion_object(completion_id, created, req.model, outcome)
+                return JSONResponse(body, headers=report_headers(outcome.report))
+            events = run.events()
+            first = await unless_gone(request, first_event(events))
+        except ClientGone:
+            return gone()
         writer = ChunkWriter(completion_id, created, req.model, req.include_usage)
         return StreamingResponse(
             _chunks(run, events, first, writer, req.include_usage),
