@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from cupola.domain.agents import AGENT_NAME
+from cupola.domain.limits import parse_version
 from cupola.exceptions import UserError
 
 TOOLBOX_TOOL_TYPES = ("mcp", "openapi", "code_interpreter", "file_search")
@@ -87,10 +88,7 @@ def check_toolbox_name(name: str) -> str:
 
 def version_number(raw: str | int, param: str = "version") -> int:
     """A version as the wire gives it (``"3"``) as a number."""
-    text = str(raw)
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"a toolbox version is a number, not {str(raw)!r}", param=param)
-    return int(text)
+    return parse_version(raw, param, "a toolbox version")
 
 
 # ---- tools ---------------------------------------------------------------------------------

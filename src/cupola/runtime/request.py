@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cupola.exceptions import UserError
+from cupola.domain.limits import parse_version
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -39,14 +39,7 @@ class AgentReference(BaseModel):
     def version_number(self) -> int | None:
         if self.version in (None, "", "latest"):
             return None
-        try:
-            number = int(self.version)
-        except ValueError:
-            raise UserError(
-                f"agent_reference.version must be a version number, not {self.version!r}",
-                param="agent_reference.version",
-            ) from None
-        return number
+        return parse_version(self.version, "agent_reference.version", "agent_reference.version")
 
 
 class ConversationRef(BaseModel):

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.secrets import SecretBox, install_redaction
+from cupola.server.boundary import ErrorBoundary
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
 from cupola.server.routes import (
@@ -112,7 +114,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
             await s.models.aclose()
             await s.store.close()
 
-    app = Starlette(routes=served, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=served,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(ErrorBoundary)],
+        lifespan=lifespan,
+    )
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
     return RequestContext(

@@ -92,14 +92,9 @@ async def handle_http_exception(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), error_type, None, code)
 
 
-async def handle_unexpected(_request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal server error", "server_error", None, "server_error")
-
-
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     CupolaError: handle_cupola_error,
     ValidationError: handle_validation_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }
+"""Anything else is answered by :class:`cupola.server.boundary.ErrorBoundary`."""

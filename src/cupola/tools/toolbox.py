@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from cupola.domain.limits import parse_version
 from cupola.exceptions import UserError
 
 if TYPE_CHECKING:
@@ -23,8 +24,10 @@ def normalize_toolbox_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(name, str) or not _NAME.match(name):
         raise UserError(f"{where}.name must name a toolbox", param=f"{where}.name")
     version = raw.get("version")
-    if version is not None and not (isinstance(version, int | str) and str(version).isdigit()):
-        raise UserError(f"{where}.version must be a version number", param=f"{where}.version")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int | str):
+            raise UserError(f"{where}.version must be a version number", param=f"{where}.version")
+        version = parse_version(version, f"{where}.version", f"{where}.version")
     out: dict[str, Any] = {"type": "toolbox", "name": name}
     if version is not None:
         out["version"] = str(version)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cupola.domain.agents import agent_object, check_agent_name, check_definition, version_object
-from cupola.exceptions import UserError
+from cupola.domain.limits import parse_version
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.services import Services
@@ -24,9 +24,7 @@ class CreateAgentVersion(BaseModel):
 
 
 def _version_number(raw: str) -> int:
-    if not raw.isdigit():
-        raise UserError(f"agent version must be a number, not {raw!r}", param="agent_version")
-    return int(raw)
+    return parse_version(raw, "agent_version", "agent version")
 
 
 def _cursor_version(raw: str | None) -> int | None:
