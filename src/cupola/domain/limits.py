@@ -172,3 +172,11 @@ def check_schema_shape(schema: Any, where: str) -> None:
     bounded nesting and references that resolve."""
     check_depth(schema, where)
     check_refs(schema, where)
+
+
+def strict_flag(value: Any, param: str) -> bool | None:
+    """An optional boolean as JSON sends it: ``true``, ``false`` or absent. ``"yes"``, ``1``
+    or ``"true"`` are refused rather than guessed at."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise UserError(f"{param} must be true or false, not {str(value)[:40]!r}", param=param)

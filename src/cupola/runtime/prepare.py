@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from cupola.domain import AgentVersion
-from cupola.domain.limits import check_schema_shape
+from cupola.domain.limits import check_schema_shape, strict_flag
 from cupola.domain.records import Item
 from cupola.exceptions import NotFound, UserError
 from cupola.ids import new_id, now
@@ -126,7 +126,7 @@ def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         "type": "json_schema",
         "name": name,
         "schema": schema,
-        "strict": bool(fmt.get("strict")),
+        "strict": bool(strict_flag(fmt.get("strict"), "text.format.strict")),
     }
 
 

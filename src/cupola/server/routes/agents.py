@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from cupola.domain.agents import agent_object, check_agent_name, check_definition, version_object
 from cupola.domain.limits import parse_version
+from cupola.exceptions import NotFound
 from cupola.runtime.request import Metadata
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.services import Services
@@ -41,6 +42,13 @@ def routes(s: Services) -> list[Route]:
         body = await parse_body(request, CreateAgentVersion)
         definition = check_definition(body.definition)
         s.models.config(definition["model"])  # the deployment must exist
+        for i, tool in enumerate(definition.get("tools") or []):  # and its toolboxes
+            try:
+                await s.tools.check([tool], project)
+            except NotFound as exc:
+                at = f"definition.tools[{i}]"
+                param = f"{at}.{exc.param}" if exc.param in ("name", "version") else at
+                raise NotFound(exc.message, param=param, code=exc.code) from None
         version, _created = await s.store.create_agent_version(
             project, name, definition, body.description, body.metadata or {}
         )
