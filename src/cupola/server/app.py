@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.secrets import SecretBox, install_redaction
+from cupola.server.access import AccessLog
 from cupola.server.boundary import ErrorBoundary
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
@@ -68,7 +69,9 @@ def build_services(
     secrets = ConnectionSecrets(store)  # tools' and deployments' credentials alike
     models = models or ModelRegistry(settings, secrets=secrets)
     tools = ToolEnv(settings, store, secrets=secrets)
-    runner = Runner(store, models, settings.default_model, tools)
+    runner = Runner(
+        store, models, settings.default_model, tools, max_item_bytes=settings.server.max_item_bytes
+    )
     return Services(settings, store, models, runner, tools)
 
 
@@ -122,9 +125,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     )
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
-    return RequestContext(
+    served_app = RequestContext(
         app,
         require_key=keys_required(settings),
         check_key=s.store.verify_key,
         cache_seconds=settings.auth.key_cache_seconds,
     )
+    return AccessLog(served_app) if settings.server.access_log else served_app
