@@ -89,7 +89,7 @@ class EgressPolicy:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise EgressDenied(f"{what} URL {url!r} is not an http(s) URL", code="egress_denied")
-        host = parts.hostname.lower()
+        host = parts.hostname.lower().rstrip(".")  # "localhost." is localhost
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if _is_loopback(host):
             if self.settings.allow_loopback:
