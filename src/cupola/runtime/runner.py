@@ -10,8 +10,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
+from cupola.domain.limits import NUL
 from cupola.exceptions import CupolaError, NotFound, ProviderError, UserError
 from cupola.ids import now
 from cupola.models.base import Model, ModelEvent, ModelRequest, TextDelta, ToolCallDelta
@@ -37,7 +39,8 @@ class ItemTooLarge(CupolaError):
 
 class ItemCap(Model):
     """Wraps a model and stops its reply when one item it is writing (the text of a message,
-    the arguments of a call) grows past ``limit`` bytes."""
+    the arguments of a call) grows past ``limit`` bytes. A NUL character in the reply (which
+    no store can hold) becomes U+FFFD."""
 
     def __init__(self, inner: Model, limit: int) -> None:
         self.inner = inner
@@ -57,9 +60,13 @@ class ItemCap(Model):
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
+                    if NUL in event.text:
+                        event = replace(event, text=event.text.replace(NUL, "\ufffd"))
                     text += len(event.text.encode())
                     size = text
                 elif isinstance(event, ToolCallDelta):
+                    if NUL in event.arguments:  # (JSON would carry it escaped; raw, it is junk)
+                        event = replace(event, arguments=event.arguments.replace(NUL, "\ufffd"))
                     text = 0  # a call closes the message; text after it is a new one
                     size = calls[event.index] = calls.get(event.index, 0) + len(
                         event.arguments.encode()

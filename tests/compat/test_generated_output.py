@@ -1,9 +1,11 @@
-"""A cap on the size of items the server generates (issue 8: an echo chain grew one item to
-13.9 MB). Past ``server.max_item_bytes`` the response ends ``incomplete``, with nothing
-half-written kept, stored or appended to the conversation."""
+"""What the server generates itself is bounded and storable (issue 8). An echo chain grew
+one item to 13.9 MB: past ``server.max_item_bytes`` the response now ends ``incomplete``,
+with nothing half-written kept, stored or appended to the conversation. A model reply with a
+NUL character (which PostgreSQL cannot store) is stored with U+FFFD in its place."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,9 @@ import httpx
 import orjson
 import pytest
 
+from cupola.settings import DeploymentConfig, ScriptStep
 from live_server import LiveServer, make_settings, start_server
+from live_server import test_deployments as scripted_deployments
 from spec import assert_valid_event, assert_valid_response
 
 CAP = 4096
@@ -19,7 +23,15 @@ CAP = 4096
 
 @pytest.fixture(scope="module")
 def capped(database_url: str) -> Iterator[LiveServer]:
-    live = start_server(make_settings(database_url, server={"max_item_bytes": CAP}))
+    nul_bot = DeploymentConfig(
+        name="nul-bot",
+        provider="scripted",
+        mode="script",
+        script=[ScriptStep(reply="before\u0000after")],
+    )
+    deployments = [*scripted_deployments(), nul_bot]
+    settings = make_settings(database_url, deployments=deployments, server={"max_item_bytes": CAP})
+    live = start_server(settings)
     yield live
     live.stop()
 
@@ -93,3 +105,29 @@ def test_the_default_cap_leaves_ordinary_replies_alone(server: LiveServer) -> No
     text = "w" * 100_000
     r = httpx.post(f"{server.openai_url}/responses", json={"model": "echo", "input": text})
     assert r.json()["status"] == "completed"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("background", [False, True])
+def test_a_reply_with_a_nul_character_is_stored(
+    capped: LiveServer, stream: bool, background: bool
+) -> None:
+    body = {"model": "nul-bot", "input": "hi", "stream": stream, "background": background}
+    if stream:
+        with httpx.stream("POST", f"{capped.openai_url}/responses", json=body) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        response_id = orjson.loads(lines[0][6:])["response"]["id"]
+        assert orjson.loads(lines[-1][6:])["type"] == "response.completed"
+    else:
+        r = httpx.post(f"{capped.openai_url}/responses", json=body)
+        assert r.status_code == 200, r.text
+        response_id = r.json()["id"]
+    deadline = 50
+    while True:
+        stored = httpx.get(f"{capped.openai_url}/responses/{response_id}").json()
+        if stored["status"] not in ("queued", "in_progress") or deadline == 0:
+            break
+        deadline -= 1
+        time.sleep(0.1)
+    assert stored["status"] == "completed", stored
+    assert stored["output"][0]["content"][0]["text"] == "before\ufffdafter"
