@@ -534,3 +534,16 @@ def test_what_the_new_checks_still_accept(server: LiveServer, unique: str) -> No
         json={"definition": {"kind": "prompt", "model": "echo", "tools": [GOOD_REF]}},
     )
     assert r.status_code == 200, r.text
+
+
+def test_a_nul_in_an_uploaded_file_name_is_400(server: LiveServer) -> None:
+    """Multipart fields reach the store without JSON: the store itself refuses NUL."""
+    before = table_counts(server)
+    r = httpx.post(
+        f"{server.openai_url}/files",
+        files={"file": ("a\x00b.txt", b"hello")},
+        data={"purpose": "assistants"},
+    )
+    assert r.status_code == 400, r.text
+    assert "NUL" in r.json()["error"]["message"]
+    assert table_counts(server) == before
