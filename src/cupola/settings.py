@@ -204,6 +204,14 @@ class ServerSettings(_Section):
             out.append(origin.lower())
         return out
 
+    max_item_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """The largest output item (a message's text, a call's arguments) a response may
+    generate; a model that writes more is stopped and the response ends ``incomplete``
+    without that item."""
+    access_log: bool = True
+    """Log one line per request (method, path, status, milliseconds, request id) to the
+    ``cupola.access`` logger at INFO."""
+
 
 class AuthSettings(_Section):
     """API-key authentication."""

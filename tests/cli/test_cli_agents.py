@@ -35,7 +35,11 @@ def env(server: LiveServer, tmp_path: Path) -> dict[str, str]:
     """The CLI pointed at the test server, with a config file of its own."""
     config = tmp_path / "cupola.yaml"
     config.write_text("project: default\n")
-    return {"CUPOLA_CONFIG": str(config), "CUPOLA_ENDPOINT": server.url}
+    env = {"CUPOLA_CONFIG": str(config), "CUPOLA_ENDPOINT": server.url}
+    # the example agent names the travel-tools toolbox, which must exist first
+    toolbox = invoke(env, "toolbox", "apply", "-f", str(EXAMPLE / "toolbox.yaml"))
+    assert toolbox.exit_code == 0, toolbox.output
+    return env
 
 
 @pytest.fixture
@@ -143,6 +147,17 @@ def test_apply_the_example_file(env: dict[str, str]) -> None:
     second = invoke(env, "agent", "apply", "-f", str(EXAMPLE / "agent.yaml"))
     assert second.output.strip().endswith("(unchanged)")
     assert second.output.split()[3] == first.output.split()[3]
+
+
+def test_an_agent_naming_a_missing_toolbox_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "name: lost\ndefinition:\n  kind: prompt\n  model: echo\n"
+        "  tools:\n    - type: toolbox\n      name: no-such-toolbox\n"
+    )
+    assert "toolbox 'no-such-toolbox' not found" in one_line_error(
+        invoke(env, "agent", "apply", "-f", str(path))
+    )
 
 
 @pytest.mark.parametrize(

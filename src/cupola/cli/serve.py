@@ -92,7 +92,11 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--tls-key", type=click.Path(exists=True), help="Private key for --tls-cert.")
     @click.option("--log-level", default="info", show_default=True)
-    @click.option("--access-log/--no-access-log", default=False, show_default=True)
+    @click.option(
+        "--access-log/--no-access-log",
+        default=None,
+        help="One line per request on the cupola.access logger (default: server.access_log, on).",
+    )
     def serve(
         config: Path | None,
         host: str | None,
@@ -101,7 +105,7 @@ def register(cli: click.Group) -> None:
         tls_cert: str | None,
         tls_key: str | None,
         log_level: str,
-        access_log: bool,
+        access_log: bool | None,
     ) -> None:
         """Serve the Foundry and OpenAI APIs."""
         import uvicorn
@@ -113,6 +117,8 @@ def register(cli: click.Group) -> None:
             settings.server.host = host
         if port is not None:
             settings.server.port = port
+        if access_log is not None:
+            settings.server.access_log = access_log
         if bool(tls_cert) != bool(tls_key):
             raise click.ClickException("--tls-cert and --tls-key go together")
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -134,7 +140,7 @@ def register(cli: click.Group) -> None:
             host=settings.server.host,
             port=settings.server.port,
             log_level=log_level,
-            access_log=access_log,
+            access_log=False,  # cupola's own access log (server.access_log) replaces it
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,
             timeout_graceful_shutdown=5,

@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from cupola.domain import AgentVersion
+from cupola.domain.limits import check_schema_shape, strict_flag
 from cupola.domain.records import Item
 from cupola.exceptions import NotFound, UserError
 from cupola.ids import new_id, now
@@ -125,6 +126,7 @@ def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         raise UserError(
             "text.format.schema must be a JSON Schema object", param="text.format.schema"
         )
+    check_schema_shape(schema, "text.format.schema")
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -135,7 +137,7 @@ def check_text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         "type": "json_schema",
         "name": name,
         "schema": schema,
-        "strict": bool(fmt.get("strict")),
+        "strict": bool(strict_flag(fmt.get("strict"), "text.format.strict")),
     }
 
 

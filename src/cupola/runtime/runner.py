@@ -10,10 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
+from cupola.domain.limits import NUL
 from cupola.exceptions import CupolaError, NotFound, ProviderError, UserError
 from cupola.ids import now
+from cupola.models.base import Model, ModelEvent, ModelRequest, TextDelta, ToolCallDelta
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.events import Event, EventLog, OutputAssembler
 from cupola.runtime.loop import AgentLoop
@@ -30,6 +33,58 @@ def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "output": list(body["output"])}
 
 
+class ItemTooLarge(CupolaError):
+    """A generated item grew past ``server.max_item_bytes``; the response ends incomplete."""
+
+
+class ItemCap(Model):
+    """Wraps a model and stops its reply when one item it is writing (the text of a message,
+    the arguments of a call) grows past ``limit`` bytes. A NUL character in the reply (which
+    no store can hold) becomes U+FFFD."""
+
+    def __init__(self, inner: Model, limit: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.limit = limit
+
+    def check(self, request: ModelRequest) -> None:
+        self.inner.check(request)
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        return await self.inner.count_tokens(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        text = 0  # bytes of the message being written
+        calls: dict[int, int] = {}  # bytes of each call's arguments
+        stream = self.inner.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if NUL in event.text:
+                        event = replace(event, text=event.text.replace(NUL, "\ufffd"))
+                    text += len(event.text.encode())
+                    size = text
+                elif isinstance(event, ToolCallDelta):
+                    if NUL in event.arguments:  # (JSON would carry it escaped; raw, it is junk)
+                        event = replace(event, arguments=event.arguments.replace(NUL, "\ufffd"))
+                    text = 0  # a call closes the message; text after it is a new one
+                    size = calls[event.index] = calls.get(event.index, 0) + len(
+                        event.arguments.encode()
+                    )
+                else:
+                    size = 0
+                if size > self.limit:
+                    raise ItemTooLarge(
+                        f"an output item grew past server.max_item_bytes ({self.limit} bytes)",
+                        code="max_item_bytes",
+                    )
+                yield event
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+
 class Runner:
     """Creates, runs, persists and cancels responses."""
 
@@ -39,9 +94,13 @@ class Runner:
         models: ModelRegistry,
         default_model: str | None,
         tools: ToolEnv | None = None,
+        *,
+        max_item_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.tools = tools
+        self.max_item_bytes = max_item_bytes
+        """The largest item a response may generate (None: no cap)."""
         self.preparer = Preparer(store, models, default_model)
         self._background: dict[str, asyncio.Task[None]] = {}
 
@@ -80,6 +139,35 @@ class Runner:
         self._background[prepared.body["id"]] = asyncio.create_task(work())
         return queued
 
+    def follow(self, prepared: Prepared) -> AsyncIterator[Event]:
+        """Run a stored background response in a task of its own and stream its events.
+        A client that goes away stops listening, not the run: the response still reaches a
+        terminal status (or is cancelled) and can be polled."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        listening = True
+        response_id = prepared.body["id"]
+
+        async def work() -> None:
+            try:
+                async for event in self.run(prepared):
+                    if listening:
+                        queue.put_nowait(event)
+            finally:
+                queue.put_nowait(None)
+                self._background.pop(response_id, None)
+
+        self._background[response_id] = asyncio.create_task(work())
+
+        async def events() -> AsyncIterator[Event]:
+            nonlocal listening
+            try:
+                while (event := await queue.get()) is not None:
+                    yield event
+            finally:
+                listening = False
+
+        return events()
+
     async def cancel(self, project: str, response_id: str) -> dict[str, Any]:
         stored = await self.store.get_response(project, response_id)
         body = stored.body
@@ -113,11 +201,17 @@ class Runner:
 
         output = OutputAssembler(events)
         clock: list[float] = []
+        if self.max_item_bytes is not None and not isinstance(p.model, ItemCap):
+            p.model = ItemCap(p.model, self.max_item_bytes)
         try:
             async for event in AgentLoop(p, output, clock, self.tools).run():
                 yield event
         except asyncio.CancelledError:
             raise
+        except ItemTooLarge as exc:
+            log.warning("response %s ended incomplete: %s", body["id"], exc.message)
+            events.drain()  # the deltas of the item that is not kept
+            self._cut(body, output)
         except Exception as exc:  # a model failure ends the response, never the server
             if not isinstance(exc, CupolaError):
                 log.exception("model %s failed", p.model.name)
@@ -141,6 +235,19 @@ class Runner:
         events.emit(terminal.get(body["status"], "response.failed"), response=_snapshot(body))
         for event in events.drain():
             yield event
+
+    @staticmethod
+    def _cut(body: dict[str, Any], output: OutputAssembler) -> None:
+        """End the response incomplete with the items finished before the one that grew too
+        large: nothing half-written is kept."""
+        kept = []
+        for item in output.items:
+            if item.get("status") == "in_progress":
+                break
+            kept.append(item)
+        body["output"] = kept
+        body["status"] = "incomplete"
+        body["incomplete_details"] = {"reason": "max_output_tokens"}
 
     @staticmethod
     def _fail(body: dict[str, Any], exc: Exception) -> None:

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.secrets import SecretBox, install_redaction
 from cupola.server.access import guard_routes
+from cupola.server.access_log import AccessLog
+from cupola.server.boundary import ErrorBoundary
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
 from cupola.server.openapi import mcp_api
@@ -57,7 +60,9 @@ def build_services(
     secrets = ConnectionSecrets(store)  # tools' and deployments' credentials alike
     models = models or ModelRegistry(settings, secrets=secrets)
     tools = ToolEnv(settings, store, secrets=secrets)
-    runner = Runner(store, models, settings.default_model, tools)
+    runner = Runner(
+        store, models, settings.default_model, tools, max_item_bytes=settings.server.max_item_bytes
+    )
     return Services(settings, store, models, runner, tools)
 
 
@@ -106,11 +111,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
             await s.models.aclose()
             await s.store.close()
 
-    app = Starlette(routes=served, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=served,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(ErrorBoundary)],
+        lifespan=lifespan,
+    )
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
     require_key = settings.keys_required
-    return RequestContext(
+    served_app = RequestContext(
         app,
         require_key=require_key,
         check_key=s.store.verify_key,
@@ -118,3 +128,4 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         cors_origins=settings.server.cors_origins,
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
     )
+    return AccessLog(served_app) if settings.server.access_log else served_app

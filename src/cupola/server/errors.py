@@ -97,14 +97,9 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def handle_unexpected(_request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal server error", "server_error", None, "server_error")
-
-
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     CupolaError: handle_cupola_error,
     ValidationError: handle_validation_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }
+"""Anything else is answered by :class:`cupola.server.boundary.ErrorBoundary`."""

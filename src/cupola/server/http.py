@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cupola.domain.limits import check_no_nul
 from cupola.exceptions import PayloadTooLarge, UnsupportedMediaType, UserError
 from cupola.server.errors import validation_message
 
@@ -59,9 +60,12 @@ async def read_json(request: Request) -> Any:
         return {}
     _check_json_media_type(request.headers.get("content-type"))
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UserError(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if b"\\u0000" in raw:  # JSON can only carry NUL escaped; no store can hold it
+        check_no_nul(data)
+    return data
 
 
 async def parse_body(request: Request, model: type[M]) -> M:

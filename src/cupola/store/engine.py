@@ -10,14 +10,38 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from cupola.exceptions import ConfigError, MissingDependency
+from cupola.domain.limits import NUL, check_no_nul
+from cupola.exceptions import ConfigError, MissingDependency, UserError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6375706F6C61  # "cupola": one migrator at a time across replicas
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    text = orjson.dumps(value).decode()
+    if "\\u0000" in text:  # NUL, or a literal backslash-u0000: look closer
+        check_no_nul(value)
+    return text
+
+
+def _params_hold_nul(params: Any) -> bool:
+    values = params.values() if isinstance(params, dict) else params
+    for value in values:
+        if isinstance(value, str):
+            if NUL in value:
+                return True
+        elif isinstance(value, dict | list | tuple) and _params_hold_nul(value):
+            return True
+    return False
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, params: Any, _context: Any, _many: bool
+) -> None:
+    """PostgreSQL's text cannot hold NUL: refuse it (on every backend alike) as bad input
+    before the database answers with an error of its own."""
+    if params and _params_hold_nul(params):
+        raise UserError("text may not contain the NUL character (\\u0000)", code="invalid_value")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -44,6 +68,7 @@ def create_engine(url: str) -> Engine:
             )
         except ModuleNotFoundError:
             raise MissingDependency("psycopg", "postgres") from None
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
     if parsed.get_backend_name() != "sqlite":
         raise ConfigError(
@@ -59,6 +84,7 @@ def create_engine(url: str) -> Engine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

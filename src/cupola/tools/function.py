@@ -7,6 +7,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from cupola.domain.limits import check_schema_shape
 from cupola.exceptions import UserError
 from cupola.models.base import FunctionSpec
 from cupola.tools.base import valid_function_name
@@ -26,6 +27,7 @@ def _function_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
             raise UserError(f"{where}.parameters must be a JSON Schema object", param=where)
         if params.get("type", "object") != "object":
             raise UserError(f"{where}.parameters must describe an object", param=where)
+        check_schema_shape(params, f"{where}.parameters")
         try:
             Draft202012Validator.check_schema(params)
         except SchemaError as exc:

@@ -284,6 +284,7 @@ class OpenApiToolset(Toolset):
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
+                transport=self.egress.transport(),  # connects only to checked addresses
                 timeout=httpx.Timeout(self.settings.timeout_seconds),
                 follow_redirects=False,
                 trust_env=False,

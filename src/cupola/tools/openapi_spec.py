@@ -21,6 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from cupola.domain.limits import MAX_SCHEMA_DEPTH, check_depth, nesting_depth
 from cupola.exceptions import UserError
 
 Location = Literal["path", "query", "header", "cookie"]
@@ -383,6 +384,10 @@ class _OperationBuilder:
         out: dict[str, Any] = {"type": "object", "properties": self.properties}
         if self.required:
             out["required"] = self.required
+        if nesting_depth(out, stop_after=MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:  # $refs inlined
+            raise self.r.error(
+                self.spot, f"the parameters nest more than {MAX_SCHEMA_DEPTH} levels deep"
+            )
         try:
             Draft202012Validator.check_schema(out)
         except SchemaError as exc:
@@ -472,6 +477,7 @@ def parse_openapi_spec(
 
     ``where`` names the spec in error messages (``tools[0].openapi.spec``); ``base_url``
     resolves a relative ``servers[0].url`` (the URL the spec was fetched from)."""
+    check_depth(spec, where, MAX_SCHEMA_DEPTH + 16)  # paths, methods, bodies, then schemas
     r = _Resolver(_check_version(spec, where), where)
     paths = r.spec.get("paths")
     if not isinstance(paths, dict):

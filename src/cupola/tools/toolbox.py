@@ -24,7 +24,7 @@ def normalize_toolbox_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(name, str) or not _NAME.match(name):
         raise UserError(f"{where}.name must name a toolbox", param=f"{where}.name")
     version = raw.get("version")
-    if version is not None and not isinstance(version, int | str):
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int | str)):
         raise UserError(
             f"{where}.version must be a version number or a label", param=f"{where}.version"
         )

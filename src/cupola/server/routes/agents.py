@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from cupola.domain.agents import check_agent_name
 from cupola.domain.versions import parse_selector, version_number
+from cupola.exceptions import NotFound
 from cupola.runtime.agents import check_definition
 from cupola.runtime.request import Metadata
 from cupola.server.access import require_admin_for_commands
@@ -62,6 +63,13 @@ def routes(s: Services) -> list[Route]:
         definition = check_definition(body.definition)
         require_admin_for_commands(request, definition.get("tools"), "definition.tools")
         s.models.config(definition["model"])  # the deployment must exist
+        for i, tool in enumerate(definition.get("tools") or []):  # and its toolboxes
+            try:
+                await s.tools.check([tool], project)
+            except NotFound as exc:
+                at = f"definition.tools[{i}]"
+                param = f"{at}.{exc.param}" if exc.param in ("name", "version") else at
+                raise NotFound(exc.message, param=param, code=exc.code) from None
         version, _created = await s.store.create_agent_version(
             project, name, definition, body.description, body.metadata or {}
         )

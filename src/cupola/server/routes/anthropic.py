@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -113,6 +113,8 @@ def anthropic_errors(
     async def guarded(request: Request) -> Response:
         try:
             return await endpoint(request)
+        except ClientDisconnect:
+            raise  # nobody to answer; not an error (the error boundary logs it at DEBUG)
         except Exception as exc:
             return error_response(exc)
 

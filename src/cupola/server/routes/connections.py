@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -49,7 +49,7 @@ class PutConnection(BaseModel):
     target: str
     credentials: dict[str, Any]
     metadata: dict[str, str] | None = None
-    is_default: bool = Field(default=False, alias="isDefault")
+    is_default: StrictBool = Field(default=False, alias="isDefault")
 
 
 def _flag(request: Request, name: str) -> bool:

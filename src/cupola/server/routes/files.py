@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -265,7 +265,7 @@ class SearchVectorStore(BaseModel):
     filters: Any = None
     max_num_results: Any = None
     ranking_options: Any = None
-    rewrite_query: bool | None = None
+    rewrite_query: StrictBool | None = None
 
 
 def _search_queries(query: str | list[str]) -> list[str]:

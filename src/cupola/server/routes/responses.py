@@ -41,10 +41,13 @@ def routes(s: Services) -> list[Route]:
         if not req.stream:
             return JSONResponse(await s.runner.create(project, req))
         prepared = await s.runner.prepare(project, req)
-        if prepared.background:
+        if prepared.background:  # runs to its end even if the client leaves
             await s.runner.save_queued(prepared)
+            events = s.runner.follow(prepared)
+        else:
+            events = s.runner.run(prepared)
         return StreamingResponse(
-            sse(s.runner.run(prepared)),
+            sse(events),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from cupola.domain.limits import strict_flag
 from cupola.exceptions import UserError
 from cupola.runtime.request import CreateResponse, ModelOptions
 from cupola.runtime.stateless import Target
@@ -47,7 +48,7 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     stop_sequences: list[str] | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     metadata: dict[str, Any] | None = None
     output_config: dict[str, Any] | None = None
     """``{"effort": "low" | "medium" | "high"}`` becomes the reasoning effort (which only
@@ -216,7 +217,10 @@ def tool_choice_to_responses(choice: dict[str, Any] | None) -> tuple[Any, bool |
     if choice is None:
         return None, None
     kind = choice.get("type")
-    parallel = False if choice.get("disable_parallel_tool_use") else None
+    disable = strict_flag(
+        choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"
+    )
+    parallel = False if disable else None
     mapping: dict[str, Any] = {"auto": "auto", "any": "required", "none": "none"}
     if kind in mapping:
         return mapping[kind], parallel

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from cupola.domain.limits import strict_flag
 from cupola.exceptions import UserError
 from cupola.runtime.request import CreateResponse, ModelOptions
 from cupola.runtime.stateless import Target
@@ -26,7 +27,7 @@ _UNSUPPORTED_PARTS = {
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -40,8 +41,8 @@ class ChatCompletionRequest(BaseModel):
     messages: list[Any] = Field(min_length=1)
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    stream: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     response_format: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -52,7 +53,7 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = None
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
@@ -276,7 +277,7 @@ def format_to_text(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
         "name": spec.get("name"),
         "description": spec.get("description"),
         "schema": spec["schema"],
-        "strict": bool(spec.get("strict")),
+        "strict": bool(strict_flag(spec.get("strict"), "response_format.json_schema.strict")),
     }
 
 

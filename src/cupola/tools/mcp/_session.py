@@ -148,8 +148,11 @@ class Session:
         stdio: StdioServerParameters | None,
         connect_timeout: float,
         exclusive: bool = False,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self._http_transport = transport
+        """Where HTTP connections are opened (the egress policy's pinned transport)."""
         self.exclusive = exclusive
         """Serves one call at a time, for a caller who answers the server's own requests
         (sampling, elicitation) and receives its log messages through :attr:`relay`."""
@@ -248,6 +251,8 @@ class Session:
             headers=self._headers,
             timeout=httpx2.Timeout(self._connect_timeout, read=_SSE_READ_TIMEOUT),
             event_hooks={"response": [self._on_response]},
+            transport=self._http_transport,
+            trust_env=self._http_transport is None,
         )
         await stack.enter_async_context(http)
         return streamable_http_client(self.url, http_client=http)

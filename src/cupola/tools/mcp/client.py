@@ -275,6 +275,7 @@ class McpPool:
             headers=dict(spec.headers),
             stdio=spec.stdio_parameters(),
             connect_timeout=self.connect_timeout,
+            transport=self.egress.transport2() if spec.url is not None else None,
         )
         self._sessions[spec.key] = session
         return session
@@ -293,6 +294,7 @@ class McpPool:
             headers=dict(spec.headers),
             stdio=spec.stdio_parameters(),
             connect_timeout=self.connect_timeout,
+            transport=self.egress.transport2() if spec.url is not None else None,
             exclusive=True,
         )
 

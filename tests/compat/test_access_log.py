@@ -1,0 +1,126 @@
+"""An access log line per request (method, path, status, ms, request id), on by default,
+off with ``server.access_log: false`` or ``cupola serve --no-access-log``; uvicorn's own
+access log stays off, so no line is doubled (issue 8)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live_server import LiveServer, free_port, make_settings, start_server
+
+LINE = re.compile(r"^(GET|POST|DELETE|PUT|PATCH) (\S+) (\d{3}) (\d+\.\d)ms (\S+)$")
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "cupola.access"]
+
+
+def test_each_request_gets_one_line(server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cupola.access")
+    r = httpx.post(
+        f"{server.openai_url}/responses",
+        json={"model": "echo", "input": "hi"},
+        headers={"x-request-id": "req_from_the_client"},
+    )
+    missing = httpx.get(f"{server.openai_url}/responses/resp_nope")
+    lines = access_lines(caplog)
+    assert len(lines) == 2, lines
+    created, not_found = (LINE.match(line) for line in lines)
+    assert created and not_found
+    assert created.group(1, 2, 3, 5) == (
+        "POST",
+        "/api/projects/default/openai/v1/responses",
+        "200",
+        "req_from_the_client",
+    )
+    assert not_found.group(1, 3) == ("GET", "404")
+    assert not_found.group(5) == missing.headers["x-request-id"]
+    assert r.status_code == 200
+
+
+def test_a_stream_is_logged_when_it_ends(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cupola.access")
+    body = {"model": "echo", "input": "hi", "stream": True}
+    with httpx.stream("POST", f"{server.openai_url}/responses", json=body) as r:
+        text = "".join(r.iter_text())
+    assert "response.completed" in text
+    (line,) = access_lines(caplog)
+    match = LINE.match(line)
+    assert match and match.group(3) == "200"
+
+
+def test_it_can_be_turned_off(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="cupola.access")
+    live = start_server(make_settings(database_url, server={"access_log": False}))
+    try:
+        assert httpx.get(f"{live.url}/healthz").status_code == 200
+    finally:
+        live.stop()
+    assert access_lines(caplog) == []
+
+
+@contextmanager
+def serve(config: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``cupola serve`` as its own process, its output on a pipe."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
+    command = [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "cupola serve did not start"
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def served_output(config: Path, *args: str) -> str:
+    with serve(config, *args) as (url, proc):
+        httpx.get(f"{url}/api/projects/default/agents/nobody", headers={"x-request-id": "req_x1"})
+        httpx.get(f"{url}/v1/models")
+        time.sleep(0.3)
+    assert proc.stdout is not None
+    return proc.stdout.read().decode()
+
+
+def test_cupola_serve_logs_requests_by_default(tmp_path: Path) -> None:
+    config = tmp_path / "cupola.yaml"
+    config.write_text(
+        f"project: default\ndata_dir: {tmp_path / 'data'}\n"
+        "deployments:\n  - name: echo\n    provider: scripted\n    mode: echo\n"
+    )
+    out = served_output(config)
+    assert "INFO cupola.access: GET /api/projects/default/agents/nobody 404 " in out, out
+    assert re.search(r"cupola\.access: GET /v1/models 200 \d+\.\dms req_\w+", out), out
+    assert out.count("/v1/models") == 1, out  # uvicorn's own access log stays off
+    assert "HTTP/1.1" not in out
+    quiet = served_output(config, "--no-access-log")
+    assert "cupola.access" not in quiet and "HTTP/1.1" not in quiet, quiet
