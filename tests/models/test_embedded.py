@@ -20,13 +20,19 @@ from cupola.models.base import (
     ChatMessage,
     Finish,
     FunctionSpec,
+    Model,
     ModelEvent,
     ModelRequest,
     TextDelta,
     ToolCallDelta,
+    Usage,
+    complete,
 )
 from cupola.models.embedded import EmbeddedModel, _plan, _Reply, find_weights
-from cupola.settings import DeploymentConfig
+from cupola.models.registry import ModelRegistry
+from cupola.models.resilience import LocalModel, ResilientModel, Target
+from cupola.models.testing import ScriptedModel
+from cupola.settings import DeploymentConfig, Settings
 
 GET_WEATHER = FunctionSpec(
     name="get_weather",
@@ -179,3 +185,83 @@ async def test_missing_xllamacpp_names_the_extra(
     model = EmbeddedModel(DeploymentConfig(name="x", provider="embedded", model=str(gguf)))
     with pytest.raises(MissingDependency, match=r"cupola\[local\]"):
         await run(model, user("hi"))
+
+
+# --- time limits: a slow local model is not retried from scratch (issue 8, findings 6, 11) ---
+
+
+def _registry(timeout: float, *extra: DeploymentConfig) -> ModelRegistry:
+    deployments = [
+        DeploymentConfig(name="local-small", provider="embedded", timeout=timeout, retries=2),
+        *extra,
+    ]
+    return ModelRegistry(Settings(deployments=deployments))
+
+
+@pytest.mark.embedded
+async def test_a_slow_local_model_is_given_time_not_retried(model: EmbeddedModel) -> None:
+    """The finding: the deployment's 60 s time-to-first-event limit cut a slow local reply
+    (a 7k-token prompt on a busy machine) and sent it again from scratch. Here the limit is
+    0.05 s, far less than the reply takes; the call must be served by its first attempt."""
+    find_weights()
+    registry = _registry(0.05)
+    try:
+        long_prompt = (
+            "Here are my travel notes. " + "I walked along the river and took photos. " * 120
+        )
+        request = ModelRequest(
+            (user(long_prompt + "What is the weather in Tokyo?"),),
+            tools=(GET_WEATHER,),
+            max_output_tokens=32,
+        )
+        result = await complete(registry.get("local-small"), request)
+    finally:
+        await registry.aclose()
+    assert result.finish.report.attempts == 1
+    assert result.finish.usage.input_tokens > 1000
+    assert [c.name for c in result.tool_calls] == ["get_weather"]
+
+
+def test_the_time_limit_follows_measured_speed_and_prompt_size() -> None:
+    model = EmbeddedModel(DeploymentConfig(name="x", provider="embedded", timeout=5))
+    short = ModelRequest((user("hi"),), max_output_tokens=16)
+    long = ModelRequest((user("word " * 6000),), max_output_tokens=16)
+    assert model.time_limit(long, 5.0) > model.time_limit(short, 5.0) >= 5.0
+    before = model.time_limit(long, 5.0)
+    for _ in range(10):  # the machine turns out ten times slower than the first guess
+        model.pace.observe(Usage(input_tokens=2000, output_tokens=64), 400.0, 126.0)
+    assert model.time_limit(long, 5.0) > before
+    model.pace.active = 4  # two replies ahead of this one for the two slots
+    assert model.time_limit(long, 5.0) > 2 * before
+
+
+class _Stuck(Model):
+    """A local model that never answers (only a real hang should end up here)."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def time_limit(self, request: ModelRequest, configured: float | None) -> float | None:
+        return 0.05
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        yield Finish(reason="stop")
+
+
+async def test_a_local_model_out_of_time_is_not_retried_but_falls_back() -> None:
+    stuck = _Stuck()
+    assert isinstance(stuck, LocalModel)
+    backup = Target("backup", ScriptedModel("backup", mode="echo"))
+    resilient = ResilientModel(
+        "stuck", Target("stuck", stuck, retries=2), ["backup"], resolve=lambda _: backup
+    )
+    result = await complete(resilient, ModelRequest((user("hi"),)))
+    assert stuck.calls == 1
+    assert result.finish.report.failed_over == ("stuck",)
+    alone = ResilientModel("stuck", Target("stuck", _Stuck(), retries=2))
+    with pytest.raises(ProviderError, match=r"sent nothing within 0\.05s$"):
+        await complete(alone, ModelRequest((user("hi"),)))
