@@ -30,7 +30,7 @@ from cupola.models.base import (
 )
 from cupola.models.embedded import EmbeddedModel, _plan, _Reply, find_weights
 from cupola.models.registry import ModelRegistry
-from cupola.models.resilience import LocalModel, ResilientModel, Target
+from cupola.models.resilience import ResilientModel, Target
 from cupola.models.testing import ScriptedModel
 from cupola.settings import DeploymentConfig, Settings
 
@@ -254,7 +254,7 @@ class _Stuck(Model):
 
 async def test_a_local_model_out_of_time_is_not_retried_but_falls_back() -> None:
     stuck = _Stuck()
-    assert isinstance(stuck, LocalModel)
+    assert Target("stuck", stuck).local is stuck
     backup = Target("backup", ScriptedModel("backup", mode="echo"))
     resilient = ResilientModel(
         "stuck", Target("stuck", stuck, retries=2), ["backup"], resolve=lambda _: backup

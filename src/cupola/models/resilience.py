@@ -42,8 +42,8 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from typing import Protocol, cast
 
 from cupola.exceptions import ProviderError
 from cupola.models.base import Finish, Model, ModelEvent, ModelRequest
@@ -52,9 +52,9 @@ FINAL_STATUSES = frozenset({400, 413, 422})
 """The request itself is bad: not retried, not sent to fallbacks, not a circuit failure."""
 
 
-@runtime_checkable
 class LocalModel(Protocol):
-    """A model run on this machine, whose slowness is not failure (see the module doc)."""
+    """A model run on this machine, whose slowness is not failure (see the module doc).
+    A model is one when it has this method (checked once per :class:`Target`)."""
 
     def time_limit(self, request: ModelRequest, configured: float | None) -> float | None:
         """Seconds ``request`` may take to its first event (at least ``configured``)."""
@@ -145,6 +145,12 @@ class Target:
     timeout: float | None = None
     """Seconds to the first event of an attempt; None waits as long as the adapter does."""
     breaker: CircuitBreaker | None = None
+    local: LocalModel | None = field(init=False, default=None)
+    """``model`` when it runs on this machine and sets its own time limits."""
+
+    def __post_init__(self) -> None:
+        if callable(getattr(self.model, "time_limit", None)):
+            self.local = cast(LocalModel, self.model)
 
 
 class _BrokenOff(ProviderError):
@@ -292,7 +298,7 @@ class ResilientModel(Model):
     ) -> AsyncIterator[ModelEvent]:
         """One request to ``target``: raises ProviderError before the first event (may be
         retried), :class:`_BrokenOff` after it."""
-        local = target.model if isinstance(target.model, LocalModel) else None
+        local = target.local
         limit = target.timeout if local is None else local.time_limit(request, target.timeout)
         events = aiter(target.model.stream(request))
         try:
