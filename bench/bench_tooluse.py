@@ -46,6 +46,7 @@ server:
 deployments:
   - name: local-small
     provider: embedded
+    threads: {threads}
 """
 _JSON_ECHO = re.compile(r'[{\[]\s*"|"\s*:\s*["\d\[{]')
 
@@ -188,17 +189,17 @@ def _print(label: str, r: CaseResult) -> None:
         got = f"{r.called}(...)" if r.called else repr(r.text[:70])
     if r.error:
         got = f"error {r.error[:70]}"
-    print(f"[{label}] {r.kind:7} {mark} {r.seconds:5.1f}s  {r.question[:44]:44}  {got}")
+    print(f"[{label}] {r.kind:7} {mark} {r.seconds:5.1f}s  {r.question[:44]:44}  {got}", flush=True)
 
 
 class Server:
     """``cupola serve`` from one source tree, on a fresh temp directory."""
 
-    def __init__(self, src: Path) -> None:
+    def __init__(self, src: Path, threads: int) -> None:
         self.src = src
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="cupola-tooluse-"))
-        (self.dir / "cupola.yaml").write_text(CONFIG)
+        (self.dir / "cupola.yaml").write_text(CONFIG.format(threads=threads))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
@@ -230,9 +231,9 @@ class Server:
                 self.proc.wait()
 
 
-def measure(label: str, src: Path, spec: dict[str, Any]) -> Run:
+def measure(label: str, src: Path, spec: dict[str, Any], threads: int) -> Run:
     run = Run(label, str(src))
-    with Server(src) as server:
+    with Server(src, threads) as server:
         client = OpenAI(
             base_url=f"http://127.0.0.1:{server.port}/v1",
             api_key="unused",
@@ -248,12 +249,18 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="src/ of the code to compare against")
     parser.add_argument("--label", default="this tree", help="name of this tree's run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="llama.cpp threads (1 is much faster on a machine others keep busy)",
+    )
     args = parser.parse_args()
     spec = yaml.safe_load(CASES.read_text())
     runs = []
     if args.baseline:
-        runs.append(measure("baseline", args.baseline.resolve(), spec))
-    runs.append(measure(args.label, REPO_SRC, spec))
+        runs.append(measure("baseline", args.baseline.resolve(), spec, args.threads))
+    runs.append(measure(args.label, REPO_SRC, spec, args.threads))
     print()
     for run in runs:
         totals = ", ".join(f"{k} {v}" for k, v in run.totals().items())

@@ -192,7 +192,9 @@ async def test_missing_xllamacpp_names_the_extra(
 
 def _registry(timeout: float, *extra: DeploymentConfig) -> ModelRegistry:
     deployments = [
-        DeploymentConfig(name="local-small", provider="embedded", timeout=timeout, retries=2),
+        DeploymentConfig(
+            name="local-small", provider="embedded", timeout=timeout, retries=2, threads=1
+        ),
         *extra,
     ]
     return ModelRegistry(Settings(deployments=deployments))

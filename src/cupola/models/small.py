@@ -4,8 +4,9 @@ A 135M-parameter model follows the shape of its prompt more than its meaning. Wh
 helps it (``bench/bench_tooluse.py``; figures in bench/README.md), none of it tied to any
 particular tool or wording:
 
-* :func:`tool_hint`: one instruction line on when to call a tool and to copy the argument
-  from the user's words;
+* :func:`tool_hint`: the tools, one line each, and one line on the reply's two shapes (a
+  longer line on when to call a tool and to copy the argument made the model answer in
+  words where a tool was wanted, so it was not kept);
 * :func:`rank_tools`: the tools listed most relevant first (words shared with the user's
   last message), so the first listed tool is not the one chosen by default;
 * :func:`grounded`: a call whose text or number arguments appear nowhere in what the user
@@ -69,7 +70,7 @@ def rank_tools(
 
 def tool_hint(tools: Sequence[FunctionSpec], message: bool) -> str:
     """The system-prompt lines that present the tools and say when to call one."""
-    lines = ["You can call these tools:"]
+    lines = ["You have these tools:"]
     for tool in tools:
         props = tool.parameters.get("properties")
         args = ", ".join(props) if isinstance(props, dict) else ""
@@ -77,16 +78,11 @@ def tool_hint(tools: Sequence[FunctionSpec], message: bool) -> str:
         lines.append(f"- {tool.name}({args})" + (f": {about}" if about else ""))
     if message:
         lines.append(
-            "Call a tool only when the user's last message asks for what that tool gives: "
-            'reply {"tool": name, "arguments": {...}} and copy each argument exactly from '
-            "the user's words. For anything else (greetings, thanks, general questions), "
-            'answer yourself without a tool: reply {"message": "..."}.'
+            'Reply with JSON. Use {"tool": name, "arguments": {...}} when a tool gives what '
+            'the user asks for. For anything else, reply {"message": "..."}.'
         )
     else:
-        lines.append(
-            'Reply with JSON: call a tool with {"tool": name, "arguments": {...}}, copying '
-            "each argument exactly from the user's words."
-        )
+        lines.append('Reply with JSON: call a tool with {"tool": name, "arguments": {...}}.')
     return "\n".join(lines)
 
 
