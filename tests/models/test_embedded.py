@@ -31,6 +31,7 @@ from cupola.models.base import (
 from cupola.models.embedded import EmbeddedModel, _plan, _Reply, find_weights
 from cupola.models.registry import ModelRegistry
 from cupola.models.resilience import ResilientModel, Target
+from cupola.models.small import facts, grounded, rank_tools
 from cupola.models.testing import ScriptedModel
 from cupola.settings import DeploymentConfig, Settings
 
@@ -269,3 +270,46 @@ async def test_a_local_model_out_of_time_is_not_retried_but_falls_back() -> None
     alone = ResilientModel("stuck", Target("stuck", _Stuck(), retries=2))
     with pytest.raises(ProviderError, match=r"sent nothing within 0\.05s$"):
         await complete(alone, ModelRequest((user("hi"),)))
+
+
+# --- the generic help for a small model (cupola.models.small) ---------------------------
+
+TOOLS = (
+    GET_WEATHER,
+    FunctionSpec(
+        name="set_timer",
+        description="Start a countdown timer that rings after the given number of minutes.",
+        parameters={"type": "object", "properties": {"minutes": {"type": "integer"}}},
+    ),
+)
+
+
+def test_tools_are_listed_most_relevant_first() -> None:
+    ranked = rank_tools(TOOLS, [user("Start a 5 minute countdown.")])
+    assert [t.name for t in ranked] == ["set_timer", "get_weather"]
+    # nothing in common: the order is kept
+    assert [t.name for t in rank_tools(TOOLS, [user("Hello!")])] == ["get_weather", "set_timer"]
+
+
+def test_a_call_must_use_what_the_user_said() -> None:
+    said = [ChatMessage("system", "for example London"), user("Is it raining in new york?")]
+    assert grounded({"city": "New York"}, said)
+    assert not grounded({"city": "London"}, said)  # only in the system prompt: invented
+    assert grounded({"minutes": 5}, [user("a 5 minute timer")])
+    assert not grounded({"minutes": 10}, [user("a 5 minute timer")])
+    assert grounded({}, said)
+
+
+def test_a_json_tool_result_becomes_plain_facts() -> None:
+    result = (
+        '{"city": "Oslo", "temperature_c": 17, "rain": true, "tags": ["a", "b"], "x": {"y": 1}}'
+    )
+    assert facts(result) == "city: Oslo; temperature c: 17; rain: true; tags: a, b; x y: 1"
+    assert facts("not json {") == "not json {"
+    assert facts("[1, 2]") == "1, 2"
+
+
+@pytest.mark.embedded
+async def test_an_invented_call_is_answered_in_words(model: EmbeddedModel) -> None:
+    reply = await run(model, user("Hello!"), tools=TOOLS, max_output_tokens=24)
+    assert reply.calls == [] and reply.finish.reason in ("stop", "length")

@@ -211,6 +211,9 @@ def _plan(request: ModelRequest, default_max_tokens: int) -> _Plan:
         "stream_options": {"include_usage": True},
         "max_tokens": request.max_output_tokens or default_max_tokens,
         "cache_prompt": True,
+        # a chunk per batch of prompt tokens read: a caller who has gone stops a long prompt
+        # between batches, not only once it is read
+        "return_progress": True,
         "messages": _render(request.messages, tool_hint(tools, message_allowed) if tools else None),
     }
     if request.temperature is not None or request.tools:
@@ -468,13 +471,15 @@ class EmbeddedModel(Model):
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
-                first = first or time.monotonic()
+                if not first and _has_token(item):
+                    first = time.monotonic()
                 for event in reply.take(item):
                     yield event
         finally:
             self.pace.active -= 1
             stop.set()  # also when the caller stops listening: llama.cpp stops at its next token
-        self.pace.observe(reply.usage, first - started, time.monotonic() - first)
+        if first:
+            self.pace.observe(reply.usage, first - started, time.monotonic() - first)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         plan = _plan(request, self._config.max_output_tokens)
@@ -510,6 +515,11 @@ class EmbeddedModel(Model):
             loaded=self._engine is not None,
         )
         return max(configured or 0.0, expected)
+
+
+def _has_token(chunk: dict[str, Any]) -> bool:
+    """Whether a llama.cpp chunk carries generated text (not prompt progress)."""
+    return any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ())
 
 
 def _added(a: Usage, b: Usage) -> Usage:

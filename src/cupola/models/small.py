@@ -121,7 +121,8 @@ def _flatten(value: Any, key: str, out: list[str]) -> None:
         for k, v in value.items():
             _flatten(v, f"{label} {k}" if label else str(k), out)
     elif isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
-        out.append(f"{label}: {', '.join(str(v) for v in value)}" if label else str(value))
+        joined = ", ".join(str(v) for v in value)
+        out.append(f"{label}: {joined}" if label else joined)
     elif isinstance(value, list):
         for n, v in enumerate(value, 1):
             _flatten(v, f"{label} {n}".strip(), out)
