@@ -9,6 +9,12 @@ Tools are called by grammar-constrained decoding: the reply must be JSON matchin
 ``{"message": ...}`` or ``{"tool": name, "arguments": <that tool's parameters>}``. The tiny
 model calls the same tool again once it has the result, so with ``tool_choice="auto"`` a turn
 that follows tool output is answered in plain text (``"required"`` still forces a call).
+The generic help a small model needs to call tools well (tool order, ungrounded calls,
+results as facts) is in :mod:`cupola.models.small`.
+
+A slow local model is not a failing one: :meth:`EmbeddedModel.time_limit` sets the time to
+the first event from the measured speed (:class:`Pace`) and the prompt's size, and the
+resilience wrapper does not retry it when that runs out.
 """
 
 from __future__ import annotations
