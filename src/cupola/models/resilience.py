@@ -27,6 +27,11 @@ Rules:
   ``reset_seconds`` have passed; then one call probes it, and its outcome closes or re-opens
   the circuit. Bad requests (400, 413, 422) do not count.
 
+A model that runs on this machine (:class:`LocalModel`, e.g. the embedded llama.cpp model)
+sets its own time limit per request from its measured speed and the prompt's size (never less
+than ``timeout``), and a local attempt that still runs out of time is not retried: sending the
+request again would start the work over on the same busy CPU. It goes to the fallbacks, if any.
+
 The reply's :class:`CallReport` says which deployment served (``deployment``), how many
 requests were sent in all (``attempts``) and which deployments failed first (``failed_over``).
 """
@@ -37,13 +42,32 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Protocol, cast
 
 from cupola.exceptions import ProviderError
 from cupola.models.base import Finish, Model, ModelEvent, ModelRequest
 
 FINAL_STATUSES = frozenset({400, 413, 422})
 """The request itself is bad: not retried, not sent to fallbacks, not a circuit failure."""
+
+
+class LocalModel(Protocol):
+    """A model run on this machine, whose slowness is not failure (see the module doc).
+    A model is one when it has this method (checked once per :class:`Target`)."""
+
+    def time_limit(self, request: ModelRequest, configured: float | None) -> float | None:
+        """Seconds ``request`` may take to its first event (at least ``configured``)."""
+        ...
+
+
+class _LocalTimeout(ProviderError):
+    """A local model ran out of its time limit: not retried (it would start over on the
+    same machine), but the fallbacks are tried."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class CircuitBreaker:
@@ -121,6 +145,12 @@ class Target:
     timeout: float | None = None
     """Seconds to the first event of an attempt; None waits as long as the adapter does."""
     breaker: CircuitBreaker | None = None
+    local: LocalModel | None = field(init=False, default=None)
+    """``model`` when it runs on this machine and sets its own time limits."""
+
+    def __post_init__(self) -> None:
+        if callable(getattr(self.model, "time_limit", None)):
+            self.local = cast(LocalModel, self.model)
 
 
 class _BrokenOff(ProviderError):
@@ -268,18 +298,21 @@ class ResilientModel(Model):
     ) -> AsyncIterator[ModelEvent]:
         """One request to ``target``: raises ProviderError before the first event (may be
         retried), :class:`_BrokenOff` after it."""
+        local = target.local
+        limit = target.timeout if local is None else local.time_limit(request, target.timeout)
         events = aiter(target.model.stream(request))
         try:
             try:
-                async with asyncio.timeout(target.timeout):
+                async with asyncio.timeout(limit):
                     first = await anext(events)
             except StopAsyncIteration:
                 raise ProviderError(
                     f"deployment {target.name!r} ended its reply without finishing"
                 ) from None
             except TimeoutError:
-                within = f" within {target.timeout:g}s" if target.timeout is not None else ""
-                raise ProviderError(f"deployment {target.name!r} sent nothing{within}") from None
+                within = f" within {limit:g}s" if limit is not None else ""
+                error = ProviderError if local is None else _LocalTimeout
+                raise error(f"deployment {target.name!r} sent nothing{within}") from None
             yield self._stamped(first, target, tally)
             try:
                 async for event in events:
