@@ -127,12 +127,14 @@ class Jail:
         for path in _ETC:
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
+        # the private /tmp first: an interpreter installed under /tmp (a checkout's .venv)
+        # is then bound on top of it rather than hidden by it
+        args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
         for root in self.python_roots:
             args += ["--ro-bind", root, root]
         for path in self.hidden:
             args += ["--tmpfs", path]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
         args += ["--bind", str(workdir), WORKDIR, "--chdir", WORKDIR]
         for key, value in env.items():
             args += ["--setenv", key, value]

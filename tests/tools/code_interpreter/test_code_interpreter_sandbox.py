@@ -334,3 +334,24 @@ def test_the_jail_binds_only_the_system_python_and_the_container(tmp_path: Path)
     assert "--share-net" not in argv and argv[argv.index("--clearenv") - 1] == "ALL"
     hidden = str(inside_python.resolve())
     assert argv[argv.index(hidden) - 1] == "--tmpfs"
+
+
+def test_an_interpreter_installed_under_tmp_runs_in_the_jail(tmp_path: Path) -> None:
+    """A checkout's .venv under /tmp (as CI's clone may be) stays visible inside the jail,
+    whose own private /tmp would otherwise hide it."""
+    import subprocess
+    import venv
+
+    env_dir = tmp_path / "venv"
+    assert str(env_dir).startswith("/tmp/")
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    roots = tuple(dict.fromkeys([str(env_dir), sys.base_prefix, os.path.realpath(sys.base_prefix)]))
+    jail = Jail.build("bwrap", [])
+    assert jail is not None
+    jail = Jail(jail.bwrap, roots, ())
+    argv = jail.command(tmp_path / "work", [python, "-I", "-c", "print(6 * 7)"], {})
+    (tmp_path / "work").mkdir()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "42"
