@@ -22,8 +22,16 @@ from live_server import LiveServer, free_port, make_settings, start_server
 LINE = re.compile(r"^(GET|POST|DELETE|PUT|PATCH) (\S+) (\d{3}) (\d+\.\d)ms (\S+)$")
 
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "cupola.access"]
+def access_lines(caplog: pytest.LogCaptureFixture, expect: int = 0) -> list[str]:
+    """The access lines logged so far, waiting up to 5 s for ``expect`` of them: the server
+    thread writes a line once the response has ended, which may be just after the client
+    has read it."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "cupola.access"]
+        if len(lines) >= expect or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
 
 
 def test_each_request_gets_one_line(server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -34,7 +42,7 @@ def test_each_request_gets_one_line(server: LiveServer, caplog: pytest.LogCaptur
         headers={"x-request-id": "req_from_the_client"},
     )
     missing = httpx.get(f"{server.openai_url}/responses/resp_nope")
-    lines = access_lines(caplog)
+    lines = access_lines(caplog, expect=2)
     assert len(lines) == 2, lines
     created, not_found = (LINE.match(line) for line in lines)
     assert created and not_found
@@ -57,7 +65,7 @@ def test_a_stream_is_logged_when_it_ends(
     with httpx.stream("POST", f"{server.openai_url}/responses", json=body) as r:
         text = "".join(r.iter_text())
     assert "response.completed" in text
-    (line,) = access_lines(caplog)
+    (line,) = access_lines(caplog, expect=1)
     match = LINE.match(line)
     assert match and match.group(3) == "200"
 
