@@ -4,6 +4,7 @@ that breaks is logged and ignored; a hook that raises ``RunStopped`` ends the ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -137,13 +138,21 @@ class Gate(RunHooks):
             raise RunStopped("the input is not allowed here", code="input_blocked")
 
 
+class Hold(RunHooks):
+    """Holds a model call whose run's input says ``hold`` (a slow model, for cancelling)."""
+
+    async def on_model_start(self, call: ModelCall) -> None:
+        if "hold" in json.dumps(call.run.input_items):
+            await asyncio.sleep(30)
+
+
 RECORDER = Recorder()
 
 
 @pytest.fixture(scope="module")
 def hooked(database_url: str) -> Iterator[LiveServer]:
     settings = make_settings(database_url, deployments=[*live_server.test_deployments(), PICKY])
-    services = build_services(settings, hooks=[RECORDER, Broken(), Gate()])
+    services = build_services(settings, hooks=[RECORDER, Broken(), Gate(), Hold()])
     live = start_server(settings, services)
     yield live
     live.stop()
@@ -353,3 +362,17 @@ def test_run_stopped_by_a_hook(client: openai.OpenAI, hooked: LiveServer, unique
         )
     assert caught.value.status_code == 400
     assert "the input is not allowed here" in str(caught.value)
+
+
+def test_cancelled_background_run_ends_cancelled(client: openai.OpenAI, unique: str) -> None:
+    response = client.responses.create(model="echo", input=f"hold {unique}", background=True)
+    deadline = time.monotonic() + 15
+    while RECORDER.seen.get(response.id, [])[-1:] != [("model_start", 0)]:  # the model holds
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert client.responses.cancel(response.id).status == "cancelled"
+    assert RECORDER.run_with(unique) == [
+        ("run_start", "responses"),
+        ("model_start", 0),
+        ("run_end", "cancelled", 0),
+    ]

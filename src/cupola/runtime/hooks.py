@@ -185,6 +185,7 @@ class Hooks:
         self.model_used = bool(self._model_start or self._model_end)
         self.tool_used = bool(self._tool_start or self._tool_end)
         self.item_used = bool(self._item)
+        self.run_end_used = bool(self._run_end)
 
     async def run_start(self, run: RunInfo) -> None:
         for hook in self._run_start:

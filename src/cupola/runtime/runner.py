@@ -245,7 +245,7 @@ class Runner:
                 raise
             self._fail(body, exc)
             error = exc
-        if self.hooks is not NO_HOOKS:
+        if self.hooks.run_end_used:
             end = RunEnd(
                 status=body["status"],
                 output=tuple(body["output"]),
@@ -264,7 +264,7 @@ class Runner:
 
     async def _cancelled(self, info: RunInfo, loop: AgentLoop, started: float) -> None:
         """Tell the hooks a run was cancelled (a background cancel, a stream left early)."""
-        if self.hooks is NO_HOOKS:
+        if not self.hooks.run_end_used:
             return
         end = RunEnd(
             status="cancelled",

@@ -202,7 +202,7 @@ class StatelessRun:
             status, error = "failed", exc
             raise
         finally:
-            if self.hooks is not NO_HOOKS:
+            if self.hooks.run_end_used:
                 end = RunEnd(
                     status=status,
                     output=tuple(self.loop.output.items),
