@@ -135,7 +135,8 @@ class RunHooks:
         """Before the model is called."""
 
     async def on_model_end(self, call: ModelCall, end: ModelEnd) -> None:
-        """After the model's reply ended, or failed (``end.error``)."""
+        """After the model's reply ended, or failed (``end.error``). Not called for a call
+        cut short by cancellation: ``on_run_end`` then says ``cancelled``."""
 
     async def on_tool_start(self, tool: ToolRun) -> None:
         """Before a server-side tool call runs."""

@@ -38,6 +38,10 @@ def run_info(p: Prepared, api: Api) -> RunInfo:
 
 
 class AgentLoop:
+    """Drives one run's model turns and server-side tool calls, calling ``hooks`` around
+    each model call and tool call and on each item (the runner calls them at run start and
+    end)."""
+
     def __init__(
         self,
         p: Prepared,
