@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
@@ -165,8 +165,10 @@ _METHODS = (
 
 class Hooks:
     """An app's hooks, as the runtime calls them: in order, each guarded (see the module
-    doc). Only the hooks that override a method are called for it, so a method no hook uses
-    costs the run nothing; the ``*_used`` flags let the loop skip building its arguments."""
+    doc; the guard is written out in each method, as a wrapping coroutine per call would
+    cost more than a no-op hook). Only the hooks that override a method are called for it,
+    so a method no hook uses costs the run nothing; the ``*_used`` flags let the loop skip
+    building its arguments."""
 
     def __init__(self, hooks: Sequence[RunHooks] = ()) -> None:
         self.hooks = tuple(hooks)
@@ -190,41 +192,71 @@ class Hooks:
 
     async def run_start(self, run: RunInfo) -> None:
         for hook in self._run_start:
-            await _guard(hook, "on_run_start", hook.on_run_start(run))
+            try:
+                await hook.on_run_start(run)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_run_start")
 
     async def model_start(self, call: ModelCall) -> None:
         for hook in self._model_start:
-            await _guard(hook, "on_model_start", hook.on_model_start(call))
+            try:
+                await hook.on_model_start(call)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_model_start")
 
     async def model_end(self, call: ModelCall, end: ModelEnd) -> None:
         for hook in self._model_end:
-            await _guard(hook, "on_model_end", hook.on_model_end(call, end))
+            try:
+                await hook.on_model_end(call, end)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_model_end")
 
     async def tool_start(self, tool: ToolRun) -> None:
         for hook in self._tool_start:
-            await _guard(hook, "on_tool_start", hook.on_tool_start(tool))
+            try:
+                await hook.on_tool_start(tool)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_tool_start")
 
     async def tool_end(self, tool: ToolRun, item: Item) -> None:
         for hook in self._tool_end:
-            await _guard(hook, "on_tool_end", hook.on_tool_end(tool, item))
+            try:
+                await hook.on_tool_end(tool, item)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_tool_end")
 
     async def item(self, run: RunInfo, item: Item) -> None:
         for hook in self._item:
-            await _guard(hook, "on_item", hook.on_item(run, item))
+            try:
+                await hook.on_item(run, item)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_item")
 
     async def run_end(self, run: RunInfo, end: RunEnd) -> None:
         for hook in self._run_end:
-            await _guard(hook, "on_run_end", hook.on_run_end(run, end))
+            try:
+                await hook.on_run_end(run, end)
+            except RunStopped:
+                raise
+            except Exception:  # a hook is plugin code: its bug must not fail the run
+                _failed(hook, "on_run_end")
 
 
-async def _guard(hook: RunHooks, method: str, call: Any) -> None:
-    """Await one hook method: :class:`RunStopped` ends the run, anything else is logged."""
-    try:
-        await call
-    except RunStopped:
-        raise
-    except Exception:  # a hook is plugin code: its bug must not fail the run
-        log.exception("hook %s.%s failed (ignored)", type(hook).__name__, method)
+def _failed(hook: RunHooks, method: str) -> None:
+    """Log the exception a hook raised (any but :class:`RunStopped`), which is ignored."""
+    log.exception("hook %s.%s failed (ignored)", type(hook).__name__, method)
 
 
 NO_HOOKS = Hooks()
