@@ -137,6 +137,10 @@ class Gate(RunHooks):
         if "forbidden" in json.dumps(run.input_items):
             raise RunStopped("the input is not allowed here", code="input_blocked")
 
+    async def on_run_end(self, run: RunInfo, end: RunEnd) -> None:
+        if "too late" in json.dumps(run.input_items):
+            raise RunStopped("nothing left to stop", code="too_late")
+
 
 class Hold(RunHooks):
     """Holds a model call whose run's input says ``hold`` (a slow model, for cancelling)."""
@@ -376,3 +380,10 @@ def test_cancelled_background_run_ends_cancelled(client: openai.OpenAI, unique: 
         ("model_start", 0),
         ("run_end", "cancelled", 0),
     ]
+
+
+def test_run_stopped_at_run_end_is_ignored(client: openai.OpenAI, unique: str) -> None:
+    response = client.responses.create(model="echo", input=f"too late {unique}")
+    assert response.status == "completed" and response.error is None
+    assert RECORDER.run_with(unique)[-1] == ("run_end", "completed", 1)
+    assert client.responses.retrieve(response.id).status == "completed"

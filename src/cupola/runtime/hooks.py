@@ -19,11 +19,11 @@ Hooks are registered once per app (``build_services(settings, hooks=[...])``) an
 the order given, after :class:`ModelCallLog`, the default hook. They run inline, in the
 run's task: a slow hook slows the run.
 
-Errors: a hook that raises :class:`RunStopped` ends the run there (a stored response fails
-with the exception's code and message; Chat Completions and Messages answer it as a 4xx, or
-as an error event once the stream has begun). This is the door guardrails will use. Any other
-exception a hook raises is logged (``cupola.hooks``, with its traceback) and ignored: a
-broken tracer never fails a user's response.
+Errors: a hook that raises :class:`RunStopped` (anywhere but ``on_run_end``) ends the run
+there (a stored response fails with the exception's code and message; Chat Completions and
+Messages answer it as a 4xx, or as an error event once the stream has begun). This is the
+door guardrails will use. Any other exception a hook raises is logged (``cupola.hooks``, with
+its traceback) and ignored: a broken tracer never fails a user's response.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ class RunHooks:
         model turn, tool items as their tool ends, approval requests as they are made."""
 
     async def on_run_end(self, run: RunInfo, end: RunEnd) -> None:
-        """After the run ended (a stored response has been saved)."""
+        """After the run ended (a stored response has been saved). Nothing can be stopped
+        any more: an exception here, ``RunStopped`` included, is logged and ignored."""
 
 
 _METHODS = (
@@ -248,9 +249,7 @@ class Hooks:
         for hook in self._run_end:
             try:
                 await hook.on_run_end(run, end)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
+            except Exception:  # RunStopped too: the run has ended, nothing is left to stop
                 _failed(hook, "on_run_end")
 
 
