@@ -108,8 +108,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings.model_validate(data)
 
 
-def start_server(settings: Settings, **ssl: Any) -> LiveServer:
-    services = build_services(settings)
+def start_server(settings: Settings, services: Services | None = None, **ssl: Any) -> LiveServer:
+    services = services or build_services(settings)
     app = create_app(settings, services)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

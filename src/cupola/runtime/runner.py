@@ -19,9 +19,11 @@ from cupola.ids import now
 from cupola.models.base import Model, ModelEvent, ModelRequest, TextDelta, ToolCallDelta
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.events import Event, EventLog, OutputAssembler
-from cupola.runtime.loop import AgentLoop
+from cupola.runtime.hooks import NO_HOOKS, Api, Hooks, RunEnd, RunInfo
+from cupola.runtime.loop import AgentLoop, run_info
 from cupola.runtime.prepare import Prepared, Preparer
 from cupola.runtime.request import CreateResponse
+from cupola.runtime.stateless import StatelessRun
 from cupola.store import Store
 from cupola.tools.registry import ToolEnv
 
@@ -96,9 +98,12 @@ class Runner:
         tools: ToolEnv | None = None,
         *,
         max_item_bytes: int | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.store = store
         self.tools = tools
+        self.hooks = hooks
+        """Called around every run this runner drives (runtime/hooks.py)."""
         self.max_item_bytes = max_item_bytes
         """The largest item a response may generate (None: no cap)."""
         self.preparer = Preparer(store, models, default_model)
@@ -188,6 +193,10 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def stateless(self, prepared: Prepared, api: Api) -> StatelessRun:
+        """A Chat Completions or Messages run of ``prepared``: nothing stored, same hooks."""
+        return StatelessRun(prepared, self.tools, hooks=self.hooks, api=api)
+
     async def run(self, p: Prepared) -> AsyncIterator[Event]:
         """Run the model; yield SSE events when streaming; persist the outcome."""
         body, events = p.body, EventLog(p.stream)
@@ -203,10 +212,15 @@ class Runner:
         clock: list[float] = []
         if self.max_item_bytes is not None and not isinstance(p.model, ItemCap):
             p.model = ItemCap(p.model, self.max_item_bytes)
+        info = run_info(p, "responses")
+        loop = AgentLoop(p, output, clock, self.tools, hooks=self.hooks, run=info)
+        error: Exception | None = None
         try:
-            async for event in AgentLoop(p, output, clock, self.tools).run():
+            await self.hooks.run_start(info)
+            async for event in loop.run():
                 yield event
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._cancelled(info, loop, started)
             raise
         except ItemTooLarge as exc:
             log.warning("response %s ended incomplete: %s", body["id"], exc.message)
@@ -217,6 +231,7 @@ class Runner:
                 log.exception("model %s failed", p.model.name)
             events.drain()
             self._fail(body, exc)
+            error = exc
         model_done = time.perf_counter()
         body["completed_at"] = now() if body["status"] == "completed" else None
         body["timings"] = {
@@ -229,12 +244,36 @@ class Runner:
             if not p.stream:
                 raise
             self._fail(body, exc)
+            error = exc
+        if self.hooks.run_end_used:
+            end = RunEnd(
+                status=body["status"],
+                output=tuple(body["output"]),
+                usage=loop.usage,
+                reports=tuple(loop.reports),
+                error=error,
+                ms=(time.perf_counter() - started) * 1000,
+            )
+            await self.hooks.run_end(info, end)
         for event in events.drain():
             yield event
         terminal = {"completed": "response.completed", "incomplete": "response.incomplete"}
         events.emit(terminal.get(body["status"], "response.failed"), response=_snapshot(body))
         for event in events.drain():
             yield event
+
+    async def _cancelled(self, info: RunInfo, loop: AgentLoop, started: float) -> None:
+        """Tell the hooks a run was cancelled (a background cancel, a stream left early)."""
+        if not self.hooks.run_end_used:
+            return
+        end = RunEnd(
+            status="cancelled",
+            output=tuple(loop.output.items),
+            usage=loop.usage,
+            reports=tuple(loop.reports),
+            ms=(time.perf_counter() - started) * 1000,
+        )
+        await self.hooks.run_end(info, end)
 
     @staticmethod
     def _cut(body: dict[str, Any], output: OutputAssembler) -> None:

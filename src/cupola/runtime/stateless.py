@@ -10,6 +10,7 @@ names a deployment or an agent (``name`` or ``name:version``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,19 +18,12 @@ import orjson
 
 from cupola.domain.records import Item
 from cupola.exceptions import NotFound, ProviderError, UserError
-from cupola.models.base import (
-    CallReport,
-    Finish,
-    Model,
-    ModelEvent,
-    ModelRequest,
-    ToolCall,
-    Usage,
-)
+from cupola.models.base import CallReport, ToolCall, Usage
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.events import Event, EventLog, OutputAssembler
+from cupola.runtime.hooks import NO_HOOKS, Api, Hooks, RunEnd
 from cupola.runtime.items import text_of
-from cupola.runtime.loop import AgentLoop
+from cupola.runtime.loop import AgentLoop, run_info
 from cupola.runtime.prepare import Prepared
 from cupola.runtime.request import AgentReference
 from cupola.store import Store
@@ -133,21 +127,6 @@ def merge_reports(reports: list[CallReport], requested: str) -> CallReport:
     )
 
 
-class _Recording(Model):
-    """Passes a model's events through and keeps the report of every call it finishes."""
-
-    def __init__(self, inner: Model, reports: list[CallReport]) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.reports = reports
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        async for event in self.inner.stream(request):
-            if isinstance(event, Finish):
-                self.reports.append(event.report)
-            yield event
-
-
 @dataclass(slots=True)
 class _Translation:
     """Responses events -> client events, numbering client calls by their item id."""
@@ -175,26 +154,64 @@ class _Translation:
 class StatelessRun:
     """One prepared request run through the agent loop, nothing stored."""
 
-    def __init__(self, prepared: Prepared, tools: ToolEnv | None) -> None:
+    def __init__(
+        self,
+        prepared: Prepared,
+        tools: ToolEnv | None,
+        *,
+        hooks: Hooks = NO_HOOKS,
+        api: Api = "chat.completions",
+    ) -> None:
         if prepared.store or prepared.background or prepared.conversation_id:
             raise ValueError("a stateless run takes an unstored, foreground request")
         self.prepared = prepared
         self.requested = prepared.model.name
-        self.reports: list[CallReport] = []
-        prepared.model = _Recording(prepared.model, self.reports)
         self.tools = tools
+        self.hooks = hooks
+        self.info = run_info(prepared, api)
+        self.loop = AgentLoop(
+            prepared,
+            OutputAssembler(EventLog(prepared.stream)),
+            [],
+            tools,
+            hooks=hooks,
+            run=self.info,
+        )
+
+    @property
+    def reports(self) -> list[CallReport]:
+        """Every model call's report, in order."""
+        return self.loop.reports
 
     async def events(self) -> AsyncIterator[ClientEvent]:
         """Run to the end, yielding client events (none when the request does not stream).
         Errors propagate: a bad request as :class:`UserError`, a failed model as
         :class:`ProviderError`."""
         p = self.prepared
-        output = OutputAssembler(EventLog(p.stream))
         translation = _Translation()
-        async for event in AgentLoop(p, output, [], self.tools).run():
-            for client_event in translation.events(event):
-                yield client_event
-        _refuse_approvals(p.body["output"])
+        started = time.perf_counter()
+        status, error = "cancelled", None
+        try:
+            await self.hooks.run_start(self.info)
+            async for event in self.loop.run():
+                for client_event in translation.events(event):
+                    yield client_event
+            _refuse_approvals(p.body["output"])
+            status = p.body["status"]
+        except Exception as exc:
+            status, error = "failed", exc
+            raise
+        finally:
+            if self.hooks.run_end_used:
+                end = RunEnd(
+                    status=status,
+                    output=tuple(self.loop.output.items),
+                    usage=self.loop.usage,
+                    reports=tuple(self.loop.reports),
+                    error=error,
+                    ms=(time.perf_counter() - started) * 1000,
+                )
+                await self.hooks.run_end(self.info, end)
 
     async def run(self) -> Outcome:
         async for _ in self.events():

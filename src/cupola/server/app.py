@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from cupola.models.registry import ModelRegistry
+from cupola.runtime.hooks import Hooks, ModelCallLog, RunHooks
 from cupola.runtime.runner import Runner
 from cupola.secrets import SecretBox, install_redaction
 from cupola.server.access import guard_routes
@@ -51,8 +52,14 @@ def keys_required(settings: Settings) -> bool:
 
 
 def build_services(
-    settings: Settings, store: SqlStore | None = None, models: ModelRegistry | None = None
+    settings: Settings,
+    store: SqlStore | None = None,
+    models: ModelRegistry | None = None,
+    *,
+    hooks: Sequence[RunHooks] = (),
 ) -> Services:
+    """The app's services. ``hooks`` run around every run, after the model-call log line
+    (runtime/hooks.py)."""
     store = store or SqlStore(settings.resolved_database_url)
     box = SecretBox.from_settings(settings)  # the key loads on first use
     store.use_secret_box(box)
@@ -61,7 +68,12 @@ def build_services(
     models = models or ModelRegistry(settings, secrets=secrets)
     tools = ToolEnv(settings, store, secrets=secrets)
     runner = Runner(
-        store, models, settings.default_model, tools, max_item_bytes=settings.server.max_item_bytes
+        store,
+        models,
+        settings.default_model,
+        tools,
+        max_item_bytes=settings.server.max_item_bytes,
+        hooks=Hooks([ModelCallLog(), *hooks]),
     )
     return Services(settings, store, models, runner, tools)
 

@@ -246,7 +246,7 @@ def routes(s: Services) -> list[Route]:
         create_req, options = to_runtime(req, target, stream=bool(req.stream))
         prepared = await s.runner.prepare(project, create_req)
         prepared.use_options(options)
-        run = StatelessRun(prepared, s.tools)
+        run = s.runner.stateless(prepared, "messages")
         message_id = f"msg_{secrets.token_hex(12)}"
         try:
             if not req.stream:

@@ -268,7 +268,7 @@ def routes(s: Services) -> list[Route]:
         create_req, options = to_runtime(req, target)
         prepared = await prepare(s, project, create_req)
         prepared.use_options(options)
-        run = StatelessRun(prepared, s.tools)
+        run = s.runner.stateless(prepared, "chat.completions")
         completion_id, created = f"chatcmpl-{secrets.token_hex(14)}", now()
         try:
             if not req.stream:
