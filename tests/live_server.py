@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 import uvicorn
 
@@ -193,3 +198,49 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+@contextmanager
+def serve_process(
+    config: Path,
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    output: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``cupola serve`` as users run it: its own process (uvloop), the environment without
+    ``CUPOLA_*`` (plus ``env``), output to ``output`` or a pipe. Yields the base URL once
+    ``/healthz`` answers, and the process; terminates it afterwards."""
+    port = port or free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
+    environ.update(env or {})
+    command = [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config)]
+    with output.open("wb") if output else contextlib.nullcontext(subprocess.PIPE) as out:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port), *args],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def said() -> str:
+        if output is not None:
+            return output.read_text(errors="replace")
+        return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, said()
+            assert time.monotonic() < deadline, "cupola serve did not start"
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -5,19 +5,14 @@ access log stays off, so no line is doubled (issue 8)."""
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from live_server import LiveServer, free_port, make_settings, start_server
+from live_server import LiveServer, make_settings, serve_process, start_server
 
 LINE = re.compile(r"^(GET|POST|DELETE|PUT|PATCH) (\S+) (\d{3}) (\d+\.\d)ms (\S+)$")
 
@@ -80,38 +75,8 @@ def test_it_can_be_turned_off(database_url: str, caplog: pytest.LogCaptureFixtur
     assert access_lines(caplog) == []
 
 
-@contextmanager
-def serve(config: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``cupola serve`` as its own process, its output on a pipe."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
-    command = [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config)]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "cupola serve did not start"
-            time.sleep(0.05)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 def served_output(config: Path, *args: str) -> str:
-    with serve(config, *args) as (url, proc):
+    with serve_process(config, *args) as (url, proc):
         httpx.get(f"{url}/api/projects/default/agents/nobody", headers={"x-request-id": "req_x1"})
         httpx.get(f"{url}/v1/models")
         time.sleep(0.3)

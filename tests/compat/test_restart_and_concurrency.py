@@ -3,46 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 
-from live_server import LiveServer, free_port
-
-
-@contextmanager
-def cupola_serve(config: Path, port: int) -> Iterator[str]:
-    """``cupola serve`` as its own process; yields the base URL once it answers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "cupola serve did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+from live_server import LiveServer, free_port, serve_process
 
 
 def test_everything_survives_a_restart(database_url: str, tmp_path: Path) -> None:
@@ -52,7 +18,7 @@ def test_everything_survives_a_restart(database_url: str, tmp_path: Path) -> Non
         "deployments:\n  - name: echo\n    provider: scripted\n    mode: echo\n"
     )
     port = free_port()
-    with cupola_serve(config, port) as url:
+    with serve_process(config, port=port) as (url, _proc):
         project = f"{url}/api/projects/default"
         sdk = openai.OpenAI(base_url=f"{project}/openai/v1", api_key="x", max_retries=0)
         for instructions in ("v1", "v2"):
@@ -70,7 +36,7 @@ def test_everything_survives_a_restart(database_url: str, tmp_path: Path) -> Non
             extra_body={"agent_reference": {"name": "durable", "version": "1"}},
         )
         assert response.status == "completed"
-    with cupola_serve(config, port) as url:
+    with serve_process(config, port=port) as (url, _proc):
         project = f"{url}/api/projects/default"
         sdk = openai.OpenAI(base_url=f"{project}/openai/v1", api_key="x", max_retries=0)
         versions = httpx.get(f"{project}/agents/durable/versions").json()["data"]

@@ -3,12 +3,8 @@ it arrives, while stdio servers defined on the server (a toolbox) keep working."
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from live_server import LiveServer, free_port
+from live_server import LiveServer, serve_process
 
 TRAVEL_MCP = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge" / "mcp_server.py"
 
@@ -131,34 +127,6 @@ def test_a_toolbox_defined_with_a_command_still_works(server: LiveServer, unique
     assert response.output_text == "It is sunny in Tokyo, twenty degrees."
 
 
-@contextmanager
-def cupola_serve(config: Path, port: int) -> Iterator[str]:
-    """``cupola serve`` as users run it (its own process, uvloop)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "cupola serve did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 def test_the_attack_fails_under_cupola_serve(database_url: str, tmp_path: Path) -> None:
     config = tmp_path / "cupola.yaml"
     config.write_text(
@@ -167,7 +135,7 @@ def test_the_attack_fails_under_cupola_serve(database_url: str, tmp_path: Path) 
     )
     marker = tmp_path / "pwned"
     body = orjson.dumps({"model": "echo", "input": "hi", "tools": [marker_tool(marker)]})
-    with cupola_serve(config, free_port()) as url:
+    with serve_process(config) as (url, _proc):
         for path in ("/v1/responses", "/api/projects/default/openai/v1/responses"):
             r = httpx.post(
                 url + path,

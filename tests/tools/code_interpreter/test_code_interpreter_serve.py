@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import openai
 import pytest
 
 from cupola.tools.sandbox import Container
-from live_server import free_port
+from live_server import free_port, serve_process
 
 OTHER = "cntr_someoneelse"
 CANARY = f"canary-{secrets.token_hex(8)}"
@@ -168,29 +167,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUPOLA_")}
-    env["SERVER_CANARY"] = CANARY
     log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cupola.cli", "serve", "--config", str(config)]
-            + ["--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "cupola serve did not start"
-            time.sleep(0.05)
+    with serve_process(config, port=port, env={"SERVER_CANARY": CANARY}, output=log) as served:
+        url, proc = served
         # A stored connection secret: the key file and an encrypted row now exist.
         put = httpx.put(
             f"{url}/api/projects/default/connections/upstream",
@@ -204,9 +183,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert put.status_code == 200, put.text
         assert (data_dir / "secret.key").exists() and (data_dir / "cupola.db").exists()
         yield Served(url, port, data_dir, log, proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def probe(served: Served, name: str) -> tuple[Any, str]:
