@@ -540,7 +540,7 @@ def test_what_the_new_checks_still_accept(server: LiveServer, unique: str) -> No
 
 
 def test_a_nul_in_an_uploaded_file_name_is_400(server: LiveServer) -> None:
-    """Multipart fields reach the store without JSON: the store itself refuses NUL."""
+    """Multipart fields reach the store without JSON: the upload route refuses NUL in them."""
     before = table_counts(server)
     r = httpx.post(
         f"{server.openai_url}/files",

@@ -75,6 +75,11 @@ def parse_multipart(body: bytes, content_type: str) -> list[FormPart]:
         disposition = _header_params(headers.get("content-disposition", ""))
         if "name" not in disposition:
             raise UserError("a multipart part has no name", code="invalid_multipart")
+        if "\x00" in disposition["name"] or "\x00" in disposition.get("filename", ""):
+            raise UserError(
+                "a multipart part's name or filename may not contain the NUL character",
+                code="invalid_value",
+            )
         parts.append(FormPart(disposition["name"], disposition.get("filename"), content))
         pos = end + 2 + len(delimiter)
     return parts
