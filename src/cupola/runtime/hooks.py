@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -191,59 +191,42 @@ class Hooks:
         self.item_used = bool(self._item)
         self.run_end_used = bool(self._run_end)
 
-    async def run_start(self, run: RunInfo) -> None:
-        for hook in self._run_start:
+    @staticmethod
+    async def _each(hooks: tuple[RunHooks, ...], method: str, *args: Any) -> None:
+        """Call ``method`` of each hook in order: :class:`RunStopped` ends the run, any
+        other exception is logged and ignored (a hook is plugin code: its bug must not fail
+        the run)."""
+        for hook in hooks:
             try:
-                await hook.on_run_start(run)
+                await getattr(hook, method)(*args)
             except RunStopped:
                 raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_run_start")
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, method)
+
+    async def run_start(self, run: RunInfo) -> None:
+        if self._run_start:
+            await self._each(self._run_start, "on_run_start", run)
 
     async def model_start(self, call: ModelCall) -> None:
-        for hook in self._model_start:
-            try:
-                await hook.on_model_start(call)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_model_start")
+        if self._model_start:
+            await self._each(self._model_start, "on_model_start", call)
 
     async def model_end(self, call: ModelCall, end: ModelEnd) -> None:
-        for hook in self._model_end:
-            try:
-                await hook.on_model_end(call, end)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_model_end")
+        if self._model_end:
+            await self._each(self._model_end, "on_model_end", call, end)
 
     async def tool_start(self, tool: ToolRun) -> None:
-        for hook in self._tool_start:
-            try:
-                await hook.on_tool_start(tool)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_tool_start")
+        if self._tool_start:
+            await self._each(self._tool_start, "on_tool_start", tool)
 
     async def tool_end(self, tool: ToolRun, item: Item) -> None:
-        for hook in self._tool_end:
-            try:
-                await hook.on_tool_end(tool, item)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_tool_end")
+        if self._tool_end:
+            await self._each(self._tool_end, "on_tool_end", tool, item)
 
     async def item(self, run: RunInfo, item: Item) -> None:
-        for hook in self._item:
-            try:
-                await hook.on_item(run, item)
-            except RunStopped:
-                raise
-            except Exception:  # a hook is plugin code: its bug must not fail the run
-                _failed(hook, "on_item")
+        if self._item:
+            await self._each(self._item, "on_item", run, item)
 
     async def run_end(self, run: RunInfo, end: RunEnd) -> None:
         for hook in self._run_end:
