@@ -6,16 +6,17 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
 from cupola.cli.manifests import load_agent_file, load_toolbox_file
-from cupola.domain.toolboxes import check_toolbox_tools
-from cupola.runtime.agents import check_definition
-from cupola.settings import CONFIG_FILE, DEFAULT_CONFIG, Settings, load_settings
-from cupola.store import SqlStore
-from cupola.tools.registry import normalize_server_tool
+from cupola.exceptions import CupolaError
+from cupola.settings import CONFIG_FILE, DEFAULT_CONFIG, load_settings
+
+if TYPE_CHECKING:
+    from cupola.server.services import Services
 
 
 def _is_toolbox_file(path: Path) -> bool:
@@ -27,42 +28,57 @@ def _is_toolbox_file(path: Path) -> bool:
     return isinstance(data, dict) and "tools" in data and "definition" not in data
 
 
-def _apply_toolbox(settings: Settings, store: SqlStore, path: Path) -> str:
+async def _apply_toolbox(services: Services, path: Path) -> str:
     manifest = load_toolbox_file(path)
-    tools = check_toolbox_tools(manifest.tools, normalize_server_tool)
-    version, created = asyncio.run(
-        store.create_toolbox_version(
-            settings.project, manifest.name, tools, manifest.description, manifest.metadata
-        )
+    version, created = await services.toolboxes.create_version(
+        services.settings.project,
+        manifest.name,
+        manifest.tools,
+        description=manifest.description,
+        metadata=manifest.metadata,
+        may_start_processes=True,  # an admin's files, applied by whoever starts the server
     )
     state = "created" if created else "unchanged"
     return f"toolbox {manifest.name} version {version.version} ({state})"
 
 
-def _apply_agent(settings: Settings, store: SqlStore, path: Path) -> str:
+async def _apply_agent(services: Services, path: Path) -> str:
     manifest = load_agent_file(path)
-    definition = check_definition(manifest.definition)
-    if definition["model"] not in {d.name for d in settings.deployments}:
-        raise click.ClickException(
-            f"{path}: deployment {definition['model']!r} is not in the configuration"
-        )
-    version, created = asyncio.run(
-        store.create_agent_version(
-            settings.project, manifest.name, definition, manifest.description, manifest.metadata
-        )
+    version, created = await services.agents.create_version(
+        services.settings.project,
+        manifest.name,
+        manifest.definition,
+        description=manifest.description,
+        metadata=manifest.metadata,
+        may_start_processes=True,
     )
     state = "created" if created else "unchanged"
     return f"agent {manifest.name} version {version.version} ({state})"
 
 
-def apply_files(settings: Settings, store: SqlStore, files: tuple[Path, ...]) -> list[str]:
-    """Apply toolbox and agent files straight to the store before the server starts
-    (toolboxes first, so agents can name them)."""
+async def _apply_all(services: Services, files: tuple[Path, ...]) -> list[str]:
     toolboxes = [p for p in files if _is_toolbox_file(p)]
     agents = [p for p in files if p not in toolboxes]
-    return [_apply_toolbox(settings, store, p) for p in toolboxes] + [
-        _apply_agent(settings, store, p) for p in agents
-    ]
+    lines = []
+    for path, apply in [(p, _apply_toolbox) for p in toolboxes] + [
+        (p, _apply_agent) for p in agents
+    ]:
+        try:
+            lines.append(await apply(services, path))
+        except CupolaError as exc:
+            where = f" ({exc.param})" if exc.param else ""
+            message = exc.message if exc.message.startswith(str(path)) else f"{path}: {exc.message}"
+            raise click.ClickException(f"{message}{where}") from None
+    return lines
+
+
+def apply_files(services: Services, files: tuple[Path, ...]) -> list[str]:
+    """Apply toolbox and agent files before the server starts (toolboxes first, so agents
+    can name them), through the same services the API uses: a file is refused for what the
+    API refuses (a bad definition, a deployment or toolbox that does not exist), with one
+    line naming the file and the field. They are an admin's files: their tools may start
+    processes. Files before a refused one stay applied."""
+    return asyncio.run(_apply_all(services, files))
 
 
 def register(cli: click.Group) -> None:
@@ -131,7 +147,7 @@ def register(cli: click.Group) -> None:
         services = build_services(settings)
         services.models.build_all()
         services.store.migrate()
-        for line in apply_files(settings, services.store, apply):
+        for line in apply_files(services, apply):
             click.echo(line)
         app = create_app(settings, services)
         scheme = "https" if tls_cert else "http"

@@ -14,6 +14,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.hooks import Hooks, ModelCallLog, RunHooks
 from cupola.runtime.runner import Runner
+from cupola.runtime.services.agents import AgentService
+from cupola.runtime.services.connections import ConnectionService
+from cupola.runtime.services.files import FileService
+from cupola.runtime.services.labels import LabelService
+from cupola.runtime.services.toolboxes import ToolboxService
 from cupola.secrets import SecretBox, install_redaction
 from cupola.server.access import guard_routes
 from cupola.server.access_log import AccessLog
@@ -75,7 +80,18 @@ def build_services(
         max_item_bytes=settings.server.max_item_bytes,
         hooks=Hooks([ModelCallLog(), *hooks]),
     )
-    return Services(settings, store, models, runner, tools)
+    return Services(
+        settings,
+        store,
+        models,
+        runner,
+        tools,
+        agents=AgentService(store, models, tools),
+        toolboxes=ToolboxService(store, normalize_server_tool),
+        labels=LabelService(store),
+        files=FileService(store, settings.max_file_bytes),
+        connections=ConnectionService(store),
+    )
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Any:
@@ -97,7 +113,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *agents.routes(s),
         *deployments.routes(s),
         *connections.routes(s),
-        *toolboxes.routes(s, normalize_server_tool),
+        *toolboxes.routes(s),
         *labels.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]

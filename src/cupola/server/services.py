@@ -6,9 +6,16 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from cupola.domain import ApiKey, Role
 from cupola.exceptions import NotFound
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
+from cupola.runtime.services.agents import AgentService
+from cupola.runtime.services.connections import ConnectionService
+from cupola.runtime.services.files import FileService
+from cupola.runtime.services.labels import LabelService
+from cupola.runtime.services.toolboxes import ToolboxService
+from cupola.server.middleware import KEY_SCOPE
 from cupola.settings import Settings
 from cupola.store import SqlStore
 from cupola.tools.registry import ToolEnv
@@ -21,6 +28,11 @@ class Services:
     models: ModelRegistry
     runner: Runner
     tools: ToolEnv
+    agents: AgentService
+    toolboxes: ToolboxService
+    labels: LabelService
+    files: FileService
+    connections: ConnectionService
 
     def project(self, request: Request) -> str:
         """The project a request addresses (``/v1`` is the default project)."""
@@ -28,3 +40,9 @@ class Services:
         if project != self.settings.project:
             raise NotFound(f"project {project!r} not found", param="project", code="not_found")
         return project
+
+    def may_start_processes(self, request: Request) -> bool:
+        """Whether the caller may define tools that start a process on the server: an
+        admin's key, or no key at all (a server that needs none: local development)."""
+        key: ApiKey | None = request.scope.get(KEY_SCOPE)
+        return key is None or key.role >= Role.ADMIN

@@ -9,12 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.agents import check_agent_name
 from cupola.domain.versions import parse_selector, version_number
-from cupola.exceptions import NotFound
-from cupola.runtime.agents import check_definition
 from cupola.runtime.request import Metadata
-from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import agent_object, agent_version_object
 from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, VERSION_SELECTOR, Query, api
@@ -58,28 +54,20 @@ def routes(s: Services) -> list[Route]:
     )
     async def create_version(request: Request) -> Response:
         project = s.project(request)
-        name = check_agent_name(request.path_params["agent_name"])
         body = await parse_body(request, CreateAgentVersion)
-        definition = check_definition(body.definition)
-        require_admin_for_commands(request, definition.get("tools"), "definition.tools")
-        s.models.config(definition["model"])  # the deployment must exist
-        for i, tool in enumerate(definition.get("tools") or []):  # and its toolboxes
-            try:
-                await s.tools.check([tool], project)
-            except NotFound as exc:
-                at = f"definition.tools[{i}]"
-                param = f"{at}.{exc.param}" if exc.param in ("name", "version") else at
-                raise NotFound(exc.message, param=param, code=exc.code) from None
-        version, _created = await s.store.create_agent_version(
-            project, name, definition, body.description, body.metadata or {}
+        version, _created = await s.agents.create_version(
+            project,
+            request.path_params["agent_name"],
+            body.definition,
+            description=body.description,
+            metadata=body.metadata,
+            may_start_processes=s.may_start_processes(request),
         )
         return JSONResponse(agent_version_object(version))
 
     @api(response=Agent, summary="Get an agent with its latest version.")
     async def get_agent(request: Request) -> Response:
-        latest = await s.store.get_agent_version(
-            s.project(request), request.path_params["agent_name"]
-        )
+        latest = await s.agents.get_version(s.project(request), request.path_params["agent_name"])
         return JSONResponse(agent_object(latest))
 
     @api(response=AgentPage, query=(*PAGE_BOTH_WAYS, KIND), summary="List agents.")
@@ -121,7 +109,7 @@ def routes(s: Services) -> list[Route]:
         summary="Get one version of an agent (by number or label).",
     )
     async def get_version(request: Request) -> Response:
-        version = await s.store.get_agent_version(
+        version = await s.agents.get_version(
             s.project(request),
             request.path_params["agent_name"],
             parse_selector(request.path_params["agent_version"], "agent_version"),
@@ -132,7 +120,7 @@ def routes(s: Services) -> list[Route]:
     async def delete_version(request: Request) -> Response:
         name = request.path_params["agent_name"]
         raw = request.path_params["agent_version"]
-        await s.store.delete_agent_version(s.project(request), name, _version_number(raw))
+        await s.agents.delete_version(s.project(request), name, raw)
         return JSONResponse(
             {"object": "agent.version.deleted", "name": name, "version": raw, "deleted": True}
         )
@@ -140,7 +128,7 @@ def routes(s: Services) -> list[Route]:
     @api(response=AgentDeleted, summary="Delete an agent and every version of it.")
     async def delete_agent(request: Request) -> Response:
         name = request.path_params["agent_name"]
-        await s.store.delete_agent(s.project(request), name)
+        await s.agents.delete_agent(s.project(request), name)
         return JSONResponse({"object": "agent.deleted", "name": name, "deleted": True})
 
     one = "/agents/{agent_name}"

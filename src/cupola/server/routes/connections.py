@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.connections import check_connection_name, check_credentials
 from cupola.exceptions import UserError
 from cupola.secrets import SecretBox
 from cupola.server.http import JSONResponse, parse_body
@@ -97,24 +96,16 @@ def routes(s: Services) -> list[Route]:
     async def put_connection(request: Request) -> Response:
         """Create or replace a connection (cupola extension)."""
         project = s.project(request)
-        name = check_connection_name(request.path_params["name"])
         body = await parse_body(request, PutConnection)
-        if body.name is not None and body.name != name:
-            raise UserError(
-                "name in the body differs from the name in the path",
-                param="name",
-                code="invalid_value",
-            )
-        credential_type, secret = check_credentials(body.credentials)
-        connection, _created = await s.store.create_or_replace_connection(
+        connection, _created = await s.connections.put(
             project,
-            name,
+            request.path_params["name"],
             type=body.type,
             target=body.target,
-            credential_type=credential_type,
-            secret=secret,
-            metadata=body.metadata or {},
+            credentials=body.credentials,
+            metadata=body.metadata,
             is_default=body.is_default,
+            named=body.name,
         )
         return JSONResponse(connection_object(connection))
 

@@ -4,10 +4,8 @@ openai SDK calls them."""
 from __future__ import annotations
 
 import mimetypes
-from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, StrictBool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,12 +15,12 @@ from cupola.domain.files import (
     FileBatchRecord,
     FileCounts,
     FileRecord,
-    IndexedFile,
     VectorStoreFileRecord,
     VectorStoreRecord,
 )
-from cupola.exceptions import PayloadTooLarge, UserError
+from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
+from cupola.runtime.services.files import batch_entries
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.multipart import basename as _basename
 from cupola.server.multipart import parse_multipart, read_upload
@@ -41,32 +39,12 @@ from cupola.server.schemas.objects import (
     VectorStorePage,
 )
 from cupola.server.services import Services
-from cupola.store.files import FileStore
-from cupola.tools.file_search import (
-    DEFAULT_MAX_RESULTS,
-    MAX_QUERIES,
-    check_attributes,
-    check_chunking_strategy,
-    check_filters,
-    check_max_results,
-    check_ranking_options,
-    index_file,
-    score_threshold,
-    search_files,
-)
-from cupola.tools.ranking import UnsupportedFile, extract_text
 
-PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-MAX_BATCH_FILES = 2000
-"""Bytes an upload's body may carry beyond the file itself (boundaries, other fields)."""
 _FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 PURPOSE = Query("purpose", {"type": "string"}, "Only files of this purpose.")
 STATUS_FILTER = Query(
     "filter", {"type": "string", "enum": list(_FILE_STATUSES)}, "Only files in this status."
 )
-
-# ---- multipart/form-data -------------------------------------------------------------------
-
 
 # ---- wire shapes ---------------------------------------------------------------------------
 
@@ -182,66 +160,6 @@ class SearchVectorStore(BaseModel):
     rewrite_query: StrictBool | None = None
 
 
-def _search_queries(query: str | list[str]) -> list[str]:
-    queries = [query] if isinstance(query, str) else query
-    queries = [q for q in queries if q.strip()]
-    if not queries:
-        raise UserError("query must be a non-empty string or list of strings", param="query")
-    if len(queries) > MAX_QUERIES:
-        raise UserError(f"query holds at most {MAX_QUERIES} strings", param="query")
-    return queries
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A file to index, as a request names it; ``where`` prefixes error params."""
-
-    file_id: str
-    attributes: Any = None
-    chunking_strategy: Any = None
-    where: str = ""
-
-
-def _batch_entries(body: CreateFileBatch) -> list[_Entry]:
-    """The files of a batch, with the batch's or their own attributes and chunking."""
-    if (body.file_ids is None) == (body.files is None):
-        raise UserError("give exactly one of file_ids and files", param="file_ids")
-    if body.file_ids is not None:
-        entries = [_Entry(f, body.attributes, body.chunking_strategy) for f in body.file_ids]
-    else:
-        entries = []
-        for i, entry in enumerate(body.files or []):
-            if not isinstance(entry.get("file_id"), str):
-                raise UserError(f"files[{i}].file_id must be a string", param=f"files[{i}]")
-            entries.append(
-                _Entry(
-                    entry["file_id"],
-                    entry.get("attributes"),
-                    entry.get("chunking_strategy"),
-                    f"files[{i}].",
-                )
-            )
-    if not entries or len(entries) > MAX_BATCH_FILES:
-        raise UserError(f"a batch holds 1 to {MAX_BATCH_FILES} files", param="file_ids")
-    return entries
-
-
-# ---- routes --------------------------------------------------------------------------------
-
-
-async def _index(store: FileStore, project: str, entries: list[_Entry]) -> list[IndexedFile]:
-    """Validate every entry, then read and chunk the files one by one."""
-    checked = [
-        (
-            e.file_id,
-            check_attributes(e.attributes, f"{e.where}attributes"),
-            check_chunking_strategy(e.chunking_strategy, f"{e.where}chunking_strategy"),
-        )
-        for e in entries
-    ]
-    return [await index_file(store, project, fid, a, c) for fid, a, c in checked]
-
-
 def routes(s: Services) -> list[Route]:
     return [*_file_routes(s), *_vector_store_routes(s), *_store_file_routes(s)]
 
@@ -256,20 +174,13 @@ def _file_routes(s: Services) -> list[Route]:
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("multipart/form-data"):
             raise UserError("upload files as multipart/form-data", code="invalid_multipart")
-        limit = s.settings.max_file_bytes
-        parts = parse_multipart(await read_upload(request, limit), content_type)
+        parts = parse_multipart(await read_upload(request, s.files.max_file_bytes), content_type)
         upload = next((p for p in parts if p.name == "file"), None)
         if upload is None:
             raise UserError("the form has no 'file' part", param="file")
-        if len(upload.content) > limit:
-            raise PayloadTooLarge(f"the file exceeds {limit} bytes", code="file_too_large")
         purpose_part = next((p for p in parts if p.name == "purpose"), None)
         purpose = purpose_part.content.decode("utf-8", "replace").strip() if purpose_part else ""
-        if purpose not in PURPOSES:
-            raise UserError(f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
-        record = await store.create_file(
-            project, _basename(upload.filename), purpose, upload.content
-        )
+        record = await s.files.upload(project, _basename(upload.filename), purpose, upload.content)
         return JSONResponse(file_object(record))
 
     @api(response=FilePage, query=(*PAGE, PURPOSE))
@@ -323,10 +234,13 @@ def _vector_store_routes(s: Services) -> list[Route]:
         """Create a vector store, optionally with files (indexed before this returns)."""
         body = await parse_body(request, CreateVectorStore)
         project = s.project(request)
-        check_chunking_strategy(body.chunking_strategy)
-        entries = [_Entry(f, None, body.chunking_strategy) for f in body.file_ids or []]
-        indexed = await _index(store, project, entries)
-        record = await store.create_vector_store(project, body.name, body.metadata or {}, indexed)
+        record = await s.files.create_vector_store(
+            project,
+            name=body.name,
+            metadata=body.metadata,
+            file_ids=body.file_ids,
+            chunking_strategy=body.chunking_strategy,
+        )
         return JSONResponse(vector_store_object(record))
 
     @api(response=VectorStorePage, query=PAGE_BOTH_WAYS)
@@ -375,16 +289,13 @@ def _vector_store_routes(s: Services) -> list[Route]:
     async def search_store(request: Request) -> Response:
         """Search a vector store's chunks (BM25, scores 0..1)."""
         body = await parse_body(request, SearchVectorStore)
-        queries = _search_queries(body.query)
-        ranking = check_ranking_options(body.ranking_options)
-        hits = await search_files(
-            store,
+        found = await s.files.search(
             s.project(request),
-            [request.path_params["vector_store_id"]],
-            queries,
-            max_num_results=check_max_results(body.max_num_results) or DEFAULT_MAX_RESULTS,
-            filters=check_filters(body.filters),
-            score_threshold=score_threshold(ranking),
+            request.path_params["vector_store_id"],
+            body.query,
+            filters=body.filters,
+            max_num_results=body.max_num_results,
+            ranking_options=body.ranking_options,
         )
         data = [
             {
@@ -394,12 +305,12 @@ def _vector_store_routes(s: Services) -> list[Route]:
                 "attributes": h.attributes,
                 "content": [{"type": "text", "text": h.text}],
             }
-            for h in hits
+            for h in found.hits
         ]
         return JSONResponse(
             {
                 "object": "vector_store.search_results.page",
-                "search_query": queries,
+                "search_query": found.queries,
                 "data": data,
                 "has_more": False,
                 "next_page": None,
@@ -426,10 +337,13 @@ def _store_file_routes(s: Services) -> list[Route]:
         """Add a file to a vector store; it is chunked before this returns."""
         body = await parse_body(request, CreateVectorStoreFile)
         project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
-        await store.check_vector_stores(project, [vector_store_id])
-        entry = _Entry(body.file_id, body.attributes, body.chunking_strategy)
-        indexed = await _index(store, project, [entry])
-        [record] = await store.attach_files(project, vector_store_id, indexed)
+        record = await s.files.attach_file(
+            project,
+            vector_store_id,
+            body.file_id,
+            attributes=body.attributes,
+            chunking_strategy=body.chunking_strategy,
+        )
         return JSONResponse(vector_store_file_object(record))
 
     def _status_filter(request: Request) -> str | None:
@@ -468,11 +382,11 @@ def _store_file_routes(s: Services) -> list[Route]:
     async def update_store_file(request: Request) -> Response:
         """Replace a vector store file's attributes."""
         body = await parse_body(request, UpdateVectorStoreFile)
-        record = await store.update_vector_store_file(
+        record = await s.files.update_attributes(
             s.project(request),
             request.path_params["vector_store_id"],
             request.path_params["file_id"],
-            check_attributes(body.attributes),
+            body.attributes,
         )
         return JSONResponse(vector_store_file_object(record))
 
@@ -486,18 +400,12 @@ def _store_file_routes(s: Services) -> list[Route]:
     @api(response=FileContentPage)
     async def store_file_content(request: Request) -> Response:
         """The text a vector store indexed from one of its files."""
-        project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
-        entry = await store.get_vector_store_file(
-            project, vector_store_id, request.path_params["file_id"]
+        text = await s.files.indexed_text(
+            s.project(request),
+            request.path_params["vector_store_id"],
+            request.path_params["file_id"],
         )
-        data: list[dict[str, str]] = []
-        if entry.status == "completed":
-            record, content = await store.get_file_content(project, entry.file_id)
-            try:
-                text = await anyio.to_thread.run_sync(extract_text, record.filename, content)
-                data.append({"type": "text", "text": text})
-            except UnsupportedFile:
-                pass
+        data = [{"type": "text", "text": text}] if text is not None else []
         return JSONResponse(
             {
                 "object": "vector_store.file_content.page",
@@ -512,9 +420,8 @@ def _store_file_routes(s: Services) -> list[Route]:
         """Add several files to a vector store at once; all are chunked before this returns."""
         body = await parse_body(request, CreateFileBatch)
         project, vector_store_id = s.project(request), request.path_params["vector_store_id"]
-        await store.check_vector_stores(project, [vector_store_id])
-        indexed = await _index(store, project, _batch_entries(body))
-        batch = await store.create_file_batch(project, vector_store_id, indexed)
+        entries = batch_entries(body.file_ids, body.files, body.attributes, body.chunking_strategy)
+        batch = await s.files.create_batch(project, vector_store_id, entries)
         return JSONResponse(batch_object(batch))
 
     @api(response=FileBatch)

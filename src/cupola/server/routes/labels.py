@@ -20,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.versions import check_label, version_number
-from cupola.exceptions import NotFound, UserError
+from cupola.exceptions import UserError
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import label_move_object, label_object
 from cupola.server.openapi import LABEL, PAGE_BOTH_WAYS, Query, api
@@ -55,34 +54,30 @@ def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
 
     @api(response=LabelPage, summary=f"List a {noun}'s labels.")
     async def list_labels(request: Request) -> Response:
-        found = await s.store.list_labels(s.project(request), kind, request.path_params["name"])
+        project, name = s.project(request), request.path_params["name"]
+        found = await s.labels.list_labels(project, kind, name)
         data = [label_object(kind.kind, label) for label in found]
         return JSONResponse(list_envelope(data, False))
 
     @api(response=LabelObject, path=ONE, summary=f"Get one label of a {noun}.")
     async def get_label(request: Request) -> Response:
-        name = request.path_params["name"]
-        label = check_label(request.path_params["label"])
-        for found in await s.store.list_labels(s.project(request), kind, name):
-            if found.label == label:
-                return JSONResponse(label_object(kind.kind, found))
-        raise NotFound(f"{kind.noun} {name!r} has no label {label!r}", param="label")
+        found = await s.labels.get_label(
+            s.project(request), kind, request.path_params["name"], request.path_params["label"]
+        )
+        return JSONResponse(label_object(kind.kind, found))
 
     @api(body=SetLabel, response=LabelObject, path=ONE, summary=f"Set or move a label of a {noun}.")
     async def set_label(request: Request) -> Response:
+        project = s.project(request)
         body = await parse_body(request, SetLabel)
-        label = await s.store.set_label(
-            s.project(request),
-            kind,
-            request.path_params["name"],
-            check_label(request.path_params["label"]),
-            version_number(body.version),
+        label = await s.labels.set_label(
+            project, kind, request.path_params["name"], request.path_params["label"], body.version
         )
         return JSONResponse(label_object(kind.kind, label))
 
     @api(status=204, path=ONE, summary=f"Remove a label of a {noun}.")
     async def remove_label(request: Request) -> Response:
-        await s.store.remove_label(
+        await s.labels.remove_label(
             s.project(request), kind, request.path_params["name"], request.path_params["label"]
         )
         return Response(status_code=204)
@@ -93,12 +88,11 @@ def _routes_for(s: Services, kind: Kind, prefix: str) -> list[Route]:
         summary=f"Every move of a {noun}'s labels, for audit.",
     )
     async def label_history(request: Request) -> Response:
-        label = request.query_params.get("label")
-        page = await s.store.label_history(
+        page = await s.labels.history(
             s.project(request),
             kind,
             request.path_params["name"],
-            label=check_label(label) if label else None,
+            label=request.query_params.get("label") or None,
             limit=query_int(request, "limit", 20),
             order=query_order(request),
             after=_cursor(request, "after"),

@@ -14,16 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cupola.domain.toolboxes import (
-    EntryCheck,
-    check_toolbox_name,
-    check_toolbox_tools,
-    version_number,
-)
+from cupola.domain.toolboxes import version_number
 from cupola.domain.versions import parse_selector
-from cupola.exceptions import UserError
 from cupola.runtime.request import Metadata
-from cupola.server.access import require_admin_for_commands
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.objects import toolbox_object, toolbox_version_object
 from cupola.server.openapi import PAGE_BOTH_WAYS, VERSION_NUMBER, VERSION_SELECTOR, api
@@ -51,33 +44,22 @@ def _cursor(request: Request, key: str) -> int | None:
     return version_number(raw.rsplit(":", 1)[-1], key) if raw else None
 
 
-def _check_unsupported(body: CreateToolboxVersion) -> None:
-    for field in ("skills", "policies"):
-        if getattr(body, field):
-            raise UserError(
-                f"toolbox {field} are not supported by this server",
-                param=field,
-                code="unsupported_parameter",
-            )
-
-
-def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
-    """The toolbox routes. ``entry_check`` validates one tool entry of a version (default:
-    the shallow checks of ``cupola.domain.toolboxes.shallow_entry_check``)."""
+def routes(s: Services) -> list[Route]:
+    """The toolbox routes (``s.toolboxes`` holds the rules)."""
 
     @api(body=CreateToolboxVersion, response=ToolboxVersion)
     async def create_version(request: Request) -> Response:
         """Create a toolbox version (creating the toolbox)."""
         project = s.project(request)
-        name = check_toolbox_name(request.path_params["name"])
         body = await parse_body(request, CreateToolboxVersion)
-        _check_unsupported(body)
-        if body.tools is None:
-            raise UserError("tools is required", param="tools", code="missing_required_parameter")
-        tools = check_toolbox_tools(body.tools, entry_check)
-        require_admin_for_commands(request, tools, "tools")
-        version, _created = await s.store.create_toolbox_version(
-            project, name, tools, body.description, body.metadata or {}
+        version, _created = await s.toolboxes.create_version(
+            project,
+            request.path_params["name"],
+            body.tools,
+            description=body.description,
+            metadata=body.metadata,
+            may_start_processes=s.may_start_processes(request),
+            unsupported={"skills": body.skills, "policies": body.policies},
         )
         return JSONResponse(toolbox_version_object(version, project))
 
@@ -93,14 +75,9 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
         """Set a toolbox's default version."""
         project = s.project(request)
         body = await parse_body(request, UpdateToolbox)
-        if body.default_version is None:
-            raise UserError(
-                "default_version is required",
-                param="default_version",
-                code="missing_required_parameter",
-            )
-        version = version_number(body.default_version, "default_version")
-        toolbox = await s.store.set_default_version(project, request.path_params["name"], version)
+        toolbox = await s.toolboxes.set_default(
+            project, request.path_params["name"], body.default_version
+        )
         return JSONResponse(toolbox_object(toolbox, project))
 
     @api(response=ToolboxPage, query=PAGE_BOTH_WAYS)
@@ -144,10 +121,8 @@ def routes(s: Services, entry_check: EntryCheck | None = None) -> list[Route]:
     @api(status=204, path={"version": VERSION_NUMBER})
     async def delete_version(request: Request) -> Response:
         """Delete one version of a toolbox (never the default while others exist)."""
-        await s.store.delete_toolbox_version(
-            s.project(request),
-            request.path_params["name"],
-            version_number(request.path_params["version"]),
+        await s.toolboxes.delete_version(
+            s.project(request), request.path_params["name"], request.path_params["version"]
         )
         return Response(status_code=204)
 
