@@ -120,7 +120,7 @@ def _start_server(path: Path, config: DeploymentConfig) -> Any:
     params.endpoint_slots = False
     try:
         return xllamacpp.Server(params)
-    except Exception as exc:
+    except Exception as exc:  # the native binding raises whatever llama.cpp reports
         raise ProviderError(f"llama.cpp could not load {path}: {exc}") from exc
 
 
@@ -456,7 +456,8 @@ class EmbeddedModel(Model):
             emit(exc)
         except ValueError as exc:  # llama.cpp refused the request (schema, format, ...)
             emit(UserError(f"embedded model: {exc}"))
-        except Exception as exc:
+        except Exception as exc:  # the native call, on this thread: nothing may escape it, or
+            # the waiting response would never hear why
             emit(ProviderError(f"embedded model: llama.cpp failed: {exc}"))
         finally:
             emit(_DONE)

@@ -102,7 +102,7 @@ class BatchWriter:
                         savepoint = conn.begin_nested()
                         try:
                             job.result = job.fn(conn, *job.args)
-                        except Exception as exc:
+                        except Exception as exc:  # handed back, raised in the caller's task
                             savepoint.rollback()
                             job.error = exc
                         else:

@@ -232,7 +232,10 @@ class _Request:
             return
         self.headers["Content-Type"] = body.media_type
         if body.media_type == "application/json":
-            self.content = orjson.dumps(payload)
+            try:
+                self.content = orjson.dumps(payload)
+            except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes
+                raise ToolError(f"the request body cannot be encoded: {exc}") from None
         elif isinstance(payload, dict):
             self.content = urlencode([(k, _text(v)) for k, v in payload.items()]).encode()
         else:
@@ -316,12 +319,8 @@ class OpenApiToolset(Toolset):
             request = _Request(op, self._arguments(op, call.arguments))
             self.egress.check(request.url, what=f"OpenAPI tool {self.label!r}")
             await self._send(op, request, item)
-        except CupolaError as exc:
+        except CupolaError as exc:  # httpx's and jsonschema's failures are turned into these
             item["error"] = self._redact(exc.message)
-        except Exception as exc:  # a bug here must not end the response
-            # No traceback: its messages could hold a request's credentials.
-            log.error("openapi call %s crashed: %s", call.name, type(exc).__name__)
-            item["error"] = f"the call failed unexpectedly ({type(exc).__name__})"
         if item["error"] is None:
             item["status"] = "completed"
         else:
@@ -335,7 +334,14 @@ class OpenApiToolset(Toolset):
             raise ToolError(f"the arguments are not valid JSON: {exc}") from None
         if not isinstance(args, dict):
             raise ToolError("the arguments must be a JSON object")
-        first = best_match(self._validators[op.function].iter_errors(args))
+        try:
+            first = best_match(self._validators[op.function].iter_errors(args))
+        except Exception as exc:  # jsonschema on the spec's schema: a $ref it cannot resolve,
+            # recursion ... (the arguments themselves are plain JSON)
+            raise ToolError(
+                f"cannot check the arguments against {op.function}'s parameters "
+                f"({type(exc).__name__})"
+            ) from None
         if first is not None:
             at = "/".join(str(p) for p in first.absolute_path)
             spot = f" (at {at})" if at else ""

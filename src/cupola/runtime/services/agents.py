@@ -45,7 +45,12 @@ class AgentService:
         name = check_agent_name(name)
         if description is not None and len(description) > 512:
             raise UserError("description holds at most 512 characters", param="description")
-        checked = check_definition(definition)
+        try:
+            checked = check_definition(definition)
+        except UserError as exc:  # the shared checks name a request's field: name the agent's
+            if exc.param and not exc.param.startswith("definition"):
+                exc.param = f"definition.{exc.param}"
+            raise
         if not may_start_processes:
             refuse_commands(checked.get("tools"), "definition.tools")
         try:

@@ -287,7 +287,8 @@ class Session:
                     await self._stop.wait()
             if scope.cancelled_caught and self.client is None:
                 self.error = TimeoutError(f"no answer within {self._connect_timeout:g} s")
-        except Exception as exc:  # recorded, and reported to every caller
+        except Exception as exc:  # the SDK's transports and client raise anything (httpx,
+            # anyio, OSError, exception groups): recorded, and reported to every caller
             self.error = exc
             logger.debug("MCP session ended: %s", describe(exc))
         finally:

@@ -324,7 +324,7 @@ class McpPool:
         was_up = session.client is not None
         try:
             return session, await session.ready()
-        except Exception as exc:
+        except Exception as exc:  # whatever the SDK's transport raised (Session records it)
             self._drop(spec, session)
             if was_up and attempt == 0:
                 return None
@@ -338,16 +338,15 @@ class McpPool:
             if got is None:
                 continue
             session, client = got
-            tools: list[McpTool] = []
+            listed: list[Tool] = []
             cursor: str | None = None
             try:
                 for _ in range(_MAX_PAGES):
                     page = await client.list_tools(cursor=cursor)
-                    tools += [_tool(t) for t in page.tools]
+                    listed += page.tools
                     cursor = page.next_cursor
                     if cursor is None:
                         break
-                return tools
             except MCPError as exc:
                 if not lost(session, exc):
                     raise protocol_error(spec.label, exc, "listing tools") from None
@@ -357,8 +356,9 @@ class McpPool:
                 raise lost_error(
                     spec.label, spec.url is not None, session, "listing tools"
                 ) from None
-            except Exception as exc:
+            except Exception as exc:  # the SDK could not read the answer (pydantic, anyio ...)
                 raise invalid_answer(spec.label, exc, "listing tools") from None
+            return [_tool(t) for t in listed]
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(
@@ -389,7 +389,7 @@ class McpPool:
                 if attempt == 0 and undelivered(session):
                     continue
                 raise lost_error(spec.label, spec.url is not None, session, what) from None
-            except Exception as exc:
+            except Exception as exc:  # the SDK could not read the answer (pydantic, anyio ...)
                 raise invalid_answer(spec.label, exc, f"running tool '{name}'") from None
             finally:
                 if relay is not None:

@@ -128,7 +128,7 @@ class McpToolset(Toolset):
         error: str | None = None
         try:
             listed = await self._pool.list_tools(await self._server())
-        except Exception as exc:
+        except CupolaError as exc:  # the pool turns every failure of the server into one
             listed, error = [], self._failure(exc)
             logger.info("MCP server %r: listing tools failed: %s", self.label, error)
         self._tools = {t.name: t for t in listed if is_allowed(self.tool, t.name, t.annotations)}
@@ -213,7 +213,7 @@ class McpToolset(Toolset):
                 progress=extra.get("progress"),
                 relay=extra.get("relay"),
             )
-        except Exception as exc:
+        except CupolaError as exc:  # the pool turns every failure of the server into one
             return self._failed(item, self._error_object(exc))
         on_result = extra.get("on_result")
         if on_result is not None:  # the toolbox endpoint passes the server's content through
@@ -290,13 +290,10 @@ class McpToolset(Toolset):
             text = text.replace(secret, "***")
         return text
 
-    def _failure(self, exc: Exception) -> str:
-        if isinstance(exc, CupolaError):
-            return self._scrub(exc.message)
-        logger.warning("MCP server %r failed unexpectedly", self.label, exc_info=exc)
-        return f"MCP server '{self.label}' failed: {type(exc).__name__}"
+    def _failure(self, exc: CupolaError) -> str:
+        return self._scrub(exc.message)
 
-    def _error_object(self, exc: Exception) -> dict[str, Any]:
+    def _error_object(self, exc: CupolaError) -> dict[str, Any]:
         message = self._failure(exc)
         if isinstance(exc, McpError) and exc.http_status is not None:
             return {"type": "http_error", "code": exc.http_status, "message": message}
