@@ -232,10 +232,7 @@ class _Request:
             return
         self.headers["Content-Type"] = body.media_type
         if body.media_type == "application/json":
-            try:
-                self.content = orjson.dumps(payload)
-            except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes
-                raise ToolError(f"the request body cannot be encoded: {exc}") from None
+            self.content = orjson.dumps(payload)
         elif isinstance(payload, dict):
             self.content = urlencode([(k, _text(v)) for k, v in payload.items()]).encode()
         else:
@@ -316,7 +313,7 @@ class OpenApiToolset(Toolset):
         try:
             if op is None:
                 raise ToolError(f"OpenAPI tool {self.label!r} has no function {call.name!r}")
-            request = _Request(op, self._arguments(op, call.arguments))
+            request = self._request(op, call.arguments)
             self.egress.check(request.url, what=f"OpenAPI tool {self.label!r}")
             await self._send(op, request, item)
         except CupolaError as exc:  # httpx's and jsonschema's failures are turned into these
@@ -326,6 +323,13 @@ class OpenApiToolset(Toolset):
         else:
             log.info("openapi call %s failed: %s", call.name, item["error"])
         return item
+
+    def _request(self, op: Operation, raw: str) -> _Request:
+        args = self._arguments(op, raw)
+        try:
+            return _Request(op, args)
+        except orjson.JSONEncodeError as exc:  # a value nested deeper than orjson writes
+            raise ToolError(f"the arguments cannot be encoded for {op.function}: {exc}") from None
 
     def _arguments(self, op: Operation, raw: str) -> dict[str, Any]:
         try:

@@ -327,6 +327,20 @@ async def test_bad_arguments_fail_without_a_request(
     assert len(fake_api.requests) == before
 
 
+async def test_arguments_too_deep_to_send_fail_the_call_without_a_request(
+    make_toolset: MakeToolset, fake_api: FakeApi
+) -> None:
+    """Valid JSON the parameters allow, nested deeper than a request body can be written:
+    a tool error naming the cause (it was an unexpected crash before)."""
+    deep = "[" * 300 + "]" * 300
+    arguments = f'{{"hotel": "x", "nights": 1, "guest": {{"name": "Z", "extra": {deep}}}}}'
+    before = len(fake_api.requests)
+    item = await make_toolset().run(ToolCall("c", "weather_createBooking", arguments), CTX)
+    assert item["status"] == "failed"
+    assert "cannot be encoded for weather_createBooking" in item["error"], item["error"]
+    assert len(fake_api.requests) == before
+
+
 async def test_parameter_styles(make_toolset: MakeToolset, fake_api: FakeApi) -> None:
     spec = {
         "openapi": "3.0.3",
