@@ -305,6 +305,32 @@ async def test_unusable_servers_and_bad_calls_become_failed_items(pool: McpPool)
     assert not_object["error"]["message"] == "the arguments must be a JSON object"
 
 
+class BrokenSecrets(Secrets):
+    """A secret store that fails (a database down, a key that no longer decrypts)."""
+
+    async def headers_for(self, project: str, connection: str) -> dict[str, str]:
+        raise RuntimeError(f"cannot decrypt {SECRET}")
+
+
+async def test_a_broken_secret_store_is_a_failed_item_showing_nothing_of_it(
+    pool: McpPool,
+) -> None:
+    toolset = _toolset(
+        pool,
+        BrokenSecrets(),
+        server_url="https://mcp.example.com/mcp",
+        project_connection_id="mcp-conn",
+    )
+    [listing] = await toolset.start(_ctx())
+    item = await toolset.run(_call("add", {"a": 1}), _ctx())
+    for error in (listing["error"], item["error"]["message"]):
+        assert error == (
+            "MCP server 'calc' could not use connection 'mcp-conn': "
+            "the secret store failed (RuntimeError)"
+        )
+    assert item["status"] == "failed" and SECRET not in json.dumps(item)
+
+
 async def test_only_allowed_tools_run(pool: McpPool, http_server: HttpMcpServer) -> None:
     toolset = _toolset(pool, server_url=http_server.url, allowed_tools=["add"])
     await toolset.start(_ctx())

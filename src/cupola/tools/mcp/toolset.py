@@ -253,7 +253,17 @@ class McpToolset(Toolset):
                     "but this server has no connections",
                     code="mcp_connection",
                 )
-            resolved = await self._secrets.headers_for(self._project, connection)
+            try:
+                resolved = await self._secrets.headers_for(self._project, connection)
+            except CupolaError:
+                raise
+            except Exception as exc:  # a broken secret store (database, decryption): say so,
+                # show nothing of it
+                raise ToolError(
+                    f"MCP server '{self.label}' could not use connection {connection!r}: "
+                    f"the secret store failed ({type(exc).__name__})",
+                    code="mcp_connection",
+                ) from None
             self._secret_values = _secret_values(resolved)
             headers.update(resolved)
         self._spec = McpServerSpec(self.label, url=tool["server_url"], headers=headers)
