@@ -4,8 +4,9 @@ Items follow the Responses API (``openai`` SDK types ``McpListTools``, ``McpCall
 ``McpApprovalRequest``). A failed call carries an ``error`` object in the SDK's
 ``McpToolCallError`` shape: ``mcp_tool_execution_error`` (the tool said ``isError``),
 ``mcp_protocol_error`` (the server could not be used or answered a JSON-RPC error) or
-``http_error`` (an HTTP status, or an egress refusal). Credentials from a project
-connection never appear in items, errors or logs.
+``http_error`` (an HTTP status, or an egress refusal). Credentials (header values, from the
+entry, a cupola.yaml declaration or a project connection) never appear in items, errors or
+logs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = ["McpToolset", "function_name", "normalize_mcp_tool", "render_mcp_call
 logger = logging.getLogger("cupola.tools.mcp")
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_CREDENTIAL = re.compile(r"(?i)auth|token|key|secret|cookie|password|credential")
+"""Header names whose values are credentials (scrubbed from what the server answers)."""
 _MIN_SECRET = 4
 """Shorter credential values are not scrubbed from text (they would mangle it)."""
 
@@ -241,10 +244,17 @@ class McpToolset(Toolset):
                 env=tool.get("env"),
                 cwd=tool.get("cwd"),
             )
+            env = tool.get("env") or {}
+            self._secret_values = _secret_values(
+                {k: v for k, v in env.items() if _CREDENTIAL.search(k)}
+            )
             return self._spec
         headers = dict(tool.get("headers") or {})
         if tool.get("authorization"):
             headers["Authorization"] = f"Bearer {tool['authorization']}"
+        self._secret_values = _secret_values(
+            {k: v for k, v in headers.items() if _CREDENTIAL.search(k)}
+        )
         connection = tool.get("project_connection_id")
         if connection:
             if self._secrets is None:
@@ -254,8 +264,10 @@ class McpToolset(Toolset):
                     code="mcp_connection",
                 )
             resolved = await self._secrets.headers_for(self._project, connection)
-            self._secret_values = _secret_values(resolved)
             headers.update(resolved)
+            self._secret_values = _secret_values(
+                {**resolved, **{k: v for k, v in headers.items() if _CREDENTIAL.search(k)}}
+            )
         self._spec = McpServerSpec(self.label, url=tool["server_url"], headers=headers)
         return self._spec
 
