@@ -313,6 +313,12 @@ class McpServerConfig(_Section):
     require_approval: Literal["always", "never"] | McpApprovalPolicy = "always"
     """Whether a call waits for the client's ``mcp_approval_response``. A request may ask for
     approval where this says ``never``, not the other way round."""
+    startup_timeout_seconds: float | None = Field(default=None, gt=0)
+    """How long starting (or connecting to) the server may take; default
+    ``tools.timeout_seconds``. Raise it for servers that install themselves on first start
+    (``npx -y ...``, ``uvx ...``)."""
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """How long one tool call may take; default ``tools.timeout_seconds``."""
     enabled: bool = True
     """``false`` keeps the declaration but refuses requests that name it."""
 

@@ -228,3 +228,54 @@ def test_allow_commands_false_refuses_a_declared_stdio_server(
         assert not marker.exists()
     finally:
         live.stop()
+
+
+def test_a_toolbox_names_a_declared_server(database_url: str, tmp_path: Path) -> None:
+    """A toolbox holds the reference: responses using the toolbox, and its own MCP endpoint,
+    reach the declared server; a toolbox naming an undeclared one fails when used (404)."""
+    from test_mcp_agents import mcp_session_call
+
+    from cupola.settings import DeploymentConfig
+    from live_server import test_deployments
+
+    probe = DeploymentConfig.model_validate(
+        {"name": "probe", "provider": "scripted", "mode": "script", "script": PROBE_SCRIPT}
+    )
+    settings = make_settings(
+        database_url,
+        deployments=[*test_deployments(), probe],
+        mcp_servers={
+            "local": {
+                "command": [sys.executable, str(DECLARED)],
+                "cwd": str(tmp_path),
+                "require_approval": "never",
+                "allowed_tools": ["whoami"],
+            }
+        },
+    )
+    live = start_server(settings)
+    try:
+        base = f"{live.project_url}/toolboxes"
+        entry = {"type": "mcp", "server_label": "local"}
+        r = httpx.post(f"{base}/declared/versions", json={"tools": [entry]})
+        assert r.status_code == 200, r.text
+        assert r.json()["tools"] == [entry]
+        body = {
+            "model": "probe",
+            "input": "who?",
+            "tools": [{"type": "toolbox", "name": "declared"}],
+        }
+        out = httpx.post(f"{live.url}/v1/responses", json=body, timeout=60).json()
+        assert [i["type"] for i in out["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+        assert json.loads(out["output"][1]["output"])["cwd"] == str(tmp_path)
+        assert mcp_session_call(f"{base}/declared/mcp") == ["whoami"]
+
+        ghost = {"type": "mcp", "server_label": "nope"}
+        assert httpx.post(f"{base}/ghost/versions", json={"tools": [ghost]}).status_code == 200
+        body["tools"] = [{"type": "toolbox", "name": "ghost"}]
+        r = httpx.post(f"{live.url}/v1/responses", json=body, timeout=30)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "mcp_server_not_found"
+        assert "toolbox 'ghost'" in r.json()["error"]["message"]
+    finally:
+        live.stop()

@@ -229,6 +229,9 @@ def declared_entry(reference: dict[str, Any], server: McpServerConfig) -> dict[s
     )
     if server.description is not None:
         tool["server_description"] = server.description
+    for key in ("startup_timeout_seconds", "timeout_seconds"):
+        if getattr(server, key) is not None:
+            tool[key] = getattr(server, key)
     narrowed = {
         key: reference[key]
         for key in ("allowed_tools", "require_approval")

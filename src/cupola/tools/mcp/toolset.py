@@ -130,7 +130,9 @@ class McpToolset(Toolset):
         conversation meets the server (or whenever listing fails)."""
         error: str | None = None
         try:
-            listed = await self._pool.list_tools(await self._server())
+            listed = await self._pool.list_tools(
+                await self._server(), self.tool.get("timeout_seconds")
+            )
         except Exception as exc:
             listed, error = [], self._failure(exc)
             logger.info("MCP server %r: listing tools failed: %s", self.label, error)
@@ -212,7 +214,7 @@ class McpToolset(Toolset):
                 await self._server(),
                 call.name,
                 arguments,
-                settings.timeout_seconds,
+                self.tool.get("timeout_seconds") or settings.timeout_seconds,
                 progress=extra.get("progress"),
                 relay=extra.get("relay"),
             )
@@ -243,6 +245,7 @@ class McpToolset(Toolset):
                 args=tuple(command[1:]),
                 env=tool.get("env"),
                 cwd=tool.get("cwd"),
+                connect_timeout=tool.get("startup_timeout_seconds"),
             )
             env = tool.get("env") or {}
             self._secret_values = _secret_values(
@@ -268,7 +271,12 @@ class McpToolset(Toolset):
             self._secret_values = _secret_values(
                 {**resolved, **{k: v for k, v in headers.items() if _CREDENTIAL.search(k)}}
             )
-        self._spec = McpServerSpec(self.label, url=tool["server_url"], headers=headers)
+        self._spec = McpServerSpec(
+            self.label,
+            url=tool["server_url"],
+            headers=headers,
+            connect_timeout=tool.get("startup_timeout_seconds"),
+        )
         return self._spec
 
     def _tool_call(self, call: ToolCall) -> ToolCall:
