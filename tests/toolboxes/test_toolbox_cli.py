@@ -170,7 +170,7 @@ def test_delete(env: dict[str, str], toolbox_file: tuple[Path, str]) -> None:
         (
             "name: tb\ntools: [{type: mcp, server_label: x, server_url: 'http://h/mcp', "
             "command: [srv]}]\n",
-            "takes one of server_url",
+            "not both",
         ),
     ],
 )

@@ -77,7 +77,7 @@ def test_a_missing_type_is_refused() -> None:
         (
             {"type": "mcp", "server_label": "a", "server_url": "https://x", "command": ["x"]},
             "tools[0]",
-            "takes one of server_url",
+            "not both",
         ),
         ({"type": "mcp", "server_label": "a", "server_url": "ftp://x"}, None, "http(s) URL"),
         ({"type": "mcp", "server_label": "a", "command": []}, "tools[0].command", "non-empty"),

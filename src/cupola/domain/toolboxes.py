@@ -87,9 +87,9 @@ def _check_mcp(raw: dict[str, Any], where: str) -> None:
     url, command = raw.get("server_url"), raw.get("command")
     if url is not None and command is not None:  # neither: a server declared in cupola.yaml
         raise UserError(
-            f"{where} takes one of server_url (a remote MCP server) or command "
-            "(a stdio MCP server, a list of strings), or neither (a server declared in "
-            "cupola.yaml, by its server_label)",
+            f"{where} takes server_url (a remote MCP server) or command (a stdio MCP "
+            "server, a list of strings), not both; with neither, server_label names a server "
+            "declared in cupola.yaml",
             param=where,
         )
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):

@@ -42,7 +42,7 @@ from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
 from cupola.tools.code_interpreter import check_sandbox
-from cupola.tools.registry import ToolEnv, normalize_server_tool
+from cupola.tools.registry import ToolEnv
 
 log = logging.getLogger("cupola.server")
 
@@ -97,7 +97,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *agents.routes(s),
         *deployments.routes(s),
         *connections.routes(s),
-        *toolboxes.routes(s, normalize_server_tool),
+        *toolboxes.routes(s, s.tools.normalize_entry),
         *labels.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]

@@ -116,6 +116,14 @@ class ToolEnv:
                     if entry.get("type") == "mcp" and is_reference(entry):
                         self.declared_server(entry, f"toolbox {found.name!r}")
 
+    def normalize_entry(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """:func:`normalize_server_tool`, and an ``mcp`` entry naming a server must name one
+        cupola.yaml declares (404 otherwise): the entry check of toolbox versions."""
+        tool = normalize_server_tool(raw, where)
+        if tool["type"] == "mcp" and is_reference(tool):
+            self.declared_server(tool)
+        return tool
+
     def declared_server(self, tool: dict[str, Any], via: str | None = None) -> McpServerConfig:
         """The cupola.yaml declaration an ``mcp`` reference names: 404 when there is none
         (or it is disabled), 400 for a stdio one while ``tools.allow_commands`` is off."""

@@ -232,7 +232,8 @@ def test_allow_commands_false_refuses_a_declared_stdio_server(
 
 def test_a_toolbox_names_a_declared_server(database_url: str, tmp_path: Path) -> None:
     """A toolbox holds the reference: responses using the toolbox, and its own MCP endpoint,
-    reach the declared server; a toolbox naming an undeclared one fails when used (404)."""
+    reach the declared server; a version naming an undeclared one is refused (404), and one
+    whose declaration went away fails when used (404)."""
     from test_mcp_agents import mcp_session_call
 
     from cupola.settings import DeploymentConfig
@@ -250,7 +251,8 @@ def test_a_toolbox_names_a_declared_server(database_url: str, tmp_path: Path) ->
                 "cwd": str(tmp_path),
                 "require_approval": "never",
                 "allowed_tools": ["whoami"],
-            }
+            },
+            "gone": {"url": "http://127.0.0.1:9/mcp"},
         },
     )
     live = start_server(settings)
@@ -271,7 +273,15 @@ def test_a_toolbox_names_a_declared_server(database_url: str, tmp_path: Path) ->
         assert mcp_session_call(f"{base}/declared/mcp") == ["whoami"]
 
         ghost = {"type": "mcp", "server_label": "nope"}
-        assert httpx.post(f"{base}/ghost/versions", json={"tools": [ghost]}).status_code == 200
+        r = httpx.post(f"{base}/ghost/versions", json={"tools": [ghost]})
+        assert r.status_code == 404, r.text  # refused when the version is created
+        assert r.json()["error"]["param"] == "tools[0].server_label"
+        # a declaration removed from cupola.yaml after the toolbox was made (a restart)
+        r = httpx.post(
+            f"{base}/ghost/versions", json={"tools": [{**ghost, "server_label": "gone"}]}
+        )
+        assert r.status_code == 200, r.text
+        del live.settings.mcp_servers["gone"]
         body["tools"] = [{"type": "toolbox", "name": "ghost"}]
         r = httpx.post(f"{live.url}/v1/responses", json=body, timeout=30)
         assert r.status_code == 404, r.text
