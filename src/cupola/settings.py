@@ -14,9 +14,18 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cupola.exceptions import ConfigError
 
@@ -24,6 +33,7 @@ CONFIG_FILE = "cupola.yaml"
 ENV_PREFIX = "CUPOLA_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_LABEL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
 
 
@@ -245,6 +255,112 @@ class ToolSettings(_Section):
     """Larger tool responses are cut to this size and marked truncated."""
 
 
+class McpToolFilter(_Section):
+    """Which of a server's tools a rule matches (both conditions, when both are given)."""
+
+    tool_names: list[str] | None = None
+    """Tools by name, as the server lists them."""
+    read_only: bool | None = None
+    """Tools by their ``readOnlyHint`` annotation."""
+
+
+class McpApprovalPolicy(_Section):
+    """Per-tool approval: a tool ``always`` matches waits for the client, one ``never``
+    matches runs; any other tool waits unless only ``always`` is given."""
+
+    always: McpToolFilter | None = None
+    never: McpToolFilter | None = None
+
+
+class McpServerConfig(_Section):
+    """An MCP server declared by the operator, used by name: a request, an agent or a toolbox
+    names it with ``{"type": "mcp", "server_label": NAME}`` and cannot change where it runs.
+
+    Either a local server spoken to over stdio (``command``, with ``args``, ``env``, ``cwd``)
+    or a remote one over streamable HTTP (``url``, with ``headers``, ``authorization`` or a
+    project ``connection``). The shape follows the ``mcpServers`` entries of Claude Code,
+    Codex and VS Code, so an existing entry can be pasted in."""
+
+    type: Literal["stdio", "http", "streamable_http", "streamable-http"] | None = None
+    """Optional, as in Claude Code's and VS Code's files: ``stdio`` needs ``command``,
+    ``http`` needs ``url``. Inferred from which of the two is given."""
+    command: str | list[str] | None = None
+    """The program that serves MCP over stdio (``python`` means the server's own
+    interpreter). A list is the program followed by its first arguments."""
+    args: list[str] = Field(default_factory=list)
+    """The program's arguments (after those of a list ``command``)."""
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    """Environment variables for the process, on top of a minimal safe environment (``PATH``,
+    ``HOME``, ...: the server's own variables are not passed on). Values are secrets: write
+    ``${GITHUB_TOKEN}`` rather than a literal; they never appear in a response or a log."""
+    cwd: Path | None = None
+    """The process's working directory; relative to cupola.yaml, which is also the
+    default."""
+    url: str | None = None
+    """The server's streamable-HTTP endpoint. It still passes ``tools.allowed_hosts`` (and
+    ``tools.allow_loopback`` for this machine)."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """HTTP headers sent with every request to ``url`` (secrets, like ``env``)."""
+    authorization: SecretStr | None = None
+    """A bearer token for ``url``, sent as ``Authorization: Bearer ...``."""
+    connection: str | None = None
+    """A project connection (``cupola connections``) whose credential becomes headers."""
+    description: str | None = None
+    """What the server is for (echoed as ``server_description``)."""
+    allowed_tools: list[str] | McpToolFilter | None = None
+    """The tools the model may see and call (all when unset). A request may narrow this
+    list, never widen it."""
+    require_approval: Literal["always", "never"] | McpApprovalPolicy = "always"
+    """Whether a call waits for the client's ``mcp_approval_response``. A request may ask for
+    approval where this says ``never``, not the other way round."""
+    startup_timeout_seconds: float | None = Field(default=None, gt=0)
+    """How long starting (or connecting to) the server may take; default
+    ``tools.timeout_seconds``. Raise it for servers that install themselves on first start
+    (``npx -y ...``, ``uvx ...``)."""
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """How long one tool call may take; default ``tools.timeout_seconds``."""
+    enabled: bool = True
+    """``false`` keeps the declaration but refuses requests that name it."""
+
+    @field_validator("command")
+    @classmethod
+    def _valid_command(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or not all(value)):
+            raise ValueError("command must be a non-empty list of non-empty strings")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("command must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        stdio = self.command is not None
+        if stdio == (self.url is not None):
+            raise ValueError("an MCP server needs exactly one of command (stdio) or url (http)")
+        if self.type is not None and (self.type == "stdio") != stdio:
+            need = "command" if self.type == "stdio" else "url"
+            raise ValueError(f"type {self.type} needs {need}")
+        if stdio:
+            for key in ("headers", "authorization", "connection"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} applies to url only, not to command")
+        else:
+            for key in ("args", "env", "cwd"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} applies to command only, not to url")
+            parts = urlsplit(self.url or "")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("url must be an http(s) URL")
+        return self
+
+    @property
+    def argv(self) -> list[str] | None:
+        """The command line (program, then arguments) of a stdio server, else None."""
+        if self.command is None:
+            return None
+        head = [self.command] if isinstance(self.command, str) else list(self.command)
+        return [*head, *self.args]
+
+
 class CodeInterpreterSettings(_Section):
     """Limits of the ``code_interpreter`` tool's Python processes."""
 
@@ -284,6 +400,10 @@ class Settings(_Section):
     """The deployment a request without ``model`` uses; default the first one listed."""
     tools: ToolSettings = Field(default_factory=ToolSettings)
     code_interpreter: CodeInterpreterSettings = Field(default_factory=CodeInterpreterSettings)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    """MCP servers declared here, by name (the ``server_label`` requests, agents and toolboxes
+    use): ``{"type": "mcp", "server_label": NAME}``. The only place besides admin-made
+    toolboxes and agents a stdio server (``command``) may come from."""
     secret_key: SecretStr | None = None
     """The key that encrypts connection secrets at rest (``CUPOLA_SECRET_KEY``, a Fernet key).
     When unset, ``secret_key_file`` holds it (created on first use)."""
@@ -302,6 +422,17 @@ class Settings(_Section):
     def _valid_project(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("a project name is 1-63 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _valid_server_names(cls, value: dict[str, McpServerConfig]) -> dict[str, McpServerConfig]:
+        for name in value:
+            if not _LABEL.match(name):
+                raise ValueError(
+                    f"MCP server name {name!r} must be 1-64 letters, digits, '_' or '-' "
+                    "(it is the server_label requests use)"
+                )
         return value
 
     @field_validator("deployments")
@@ -429,7 +560,7 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if not key.startswith(ENV_PREFIX) or key == "CUPOLA_CONFIG":
             continue
         path = key[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] not in Settings.model_fields or path[0] == "deployments":
+        if path[0] not in Settings.model_fields or path[0] in ("deployments", "mcp_servers"):
             continue
         target = data
         for part in path[:-1]:
@@ -476,6 +607,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"{where}: {loc}: {first['msg']}") from None
     if not settings.data_dir.is_absolute():
         settings.data_dir = base / settings.data_dir
+    for server in settings.mcp_servers.values():  # stdio servers run beside cupola.yaml
+        if server.command is not None and (server.cwd is None or not server.cwd.is_absolute()):
+            server.cwd = base / (server.cwd or Path())
     return settings
 
 

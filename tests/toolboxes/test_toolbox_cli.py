@@ -167,7 +167,11 @@ def test_delete(env: dict[str, str], toolbox_file: tuple[Path, str]) -> None:
         ("name: [oops\n", "not valid YAML"),
         ("name: tb\n", "'tools' must be a list"),
         ("name: tb\ntools: [{type: function, name: f}]\n", "cannot be in a toolbox"),
-        ("name: tb\ntools: [{type: mcp, server_label: x}]\n", "exactly one of server_url"),
+        (
+            "name: tb\ntools: [{type: mcp, server_label: x, server_url: 'http://h/mcp', "
+            "command: [srv]}]\n",
+            "not both",
+        ),
     ],
 )
 def test_apply_malformed_file(

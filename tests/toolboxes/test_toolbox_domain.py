@@ -57,6 +57,13 @@ def test_other_types_are_refused_naming_index_and_type(kind: str) -> None:
     assert "mcp, openapi, code_interpreter, file_search" in error.message
 
 
+def test_an_mcp_entry_may_name_a_declared_server() -> None:
+    """No server_url and no command: a server declared in cupola.yaml, used by its label."""
+    assert check_toolbox_tools([{"type": "mcp", "server_label": "fs"}]) == [
+        {"type": "mcp", "server_label": "fs"}
+    ]
+
+
 def test_a_missing_type_is_refused() -> None:
     error = refused([{"server_label": "x"}])
     assert error.param == "tools[0].type" and "type is missing" in error.message
@@ -67,11 +74,10 @@ def test_a_missing_type_is_refused() -> None:
     [
         ({"type": "mcp", "server_url": "https://x"}, "tools[0].server_label", "server_label"),
         ({"type": "mcp", "server_label": "a b", "server_url": "https://x"}, None, "letters"),
-        ({"type": "mcp", "server_label": "a"}, "tools[0]", "exactly one of server_url"),
         (
             {"type": "mcp", "server_label": "a", "server_url": "https://x", "command": ["x"]},
             "tools[0]",
-            "exactly one of server_url",
+            "not both",
         ),
         ({"type": "mcp", "server_label": "a", "server_url": "ftp://x"}, None, "http(s) URL"),
         ({"type": "mcp", "server_label": "a", "command": []}, "tools[0].command", "non-empty"),

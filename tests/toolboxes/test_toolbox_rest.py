@@ -104,7 +104,11 @@ def test_list_envelope_pages_with_last_id(http: httpx.Client, unique: str) -> No
         ({"tools": [GITHUB, {"type": "function", "name": "f"}]}, "tools[1].type", "'function'"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "cannot be in a toolbox"),
         ({"tools": [GITHUB, GITHUB]}, "tools[1]", "unique"),
-        ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0]", "exactly one of"),
+        (
+            {"tools": [{**GITHUB, "command": ["srv"]}]},
+            "tools[0]",
+            "not both",
+        ),
         (
             {
                 "tools": [

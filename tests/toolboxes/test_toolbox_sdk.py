@@ -134,7 +134,9 @@ def test_bad_input_is_refused(project: AIProjectClient, unique: str) -> None:
     assert "tools[0]" in str(info.value)
     with pytest.raises(HttpResponseError) as info:
         project.toolboxes.create_version(name, tools=[MCPToolboxTool(server_label="nowhere")])
-    assert info.value.status_code == 400
+    # no server_url: a server declared in cupola.yaml, and none is called "nowhere"
+    assert info.value.status_code == 404
+    assert info.value.error is not None and info.value.error.code == "mcp_server_not_found"
     with pytest.raises(ResourceNotFoundError):
         project.toolboxes.get(name)
 

@@ -66,7 +66,11 @@ def apply_file(client: CupolaClient, path: Path, promote: bool = False) -> str:
 def _tool_line(tool: dict[str, Any]) -> str:
     kind = str(tool.get("type"))
     if kind == "mcp":
-        target = tool.get("server_url") or " ".join(tool.get("command") or [])
+        target = (
+            tool.get("server_url")
+            or " ".join(tool.get("command") or [])
+            or "(declared in the server's cupola.yaml)"
+        )
     elif kind == "file_search":
         target = ", ".join(tool.get("vector_store_ids") or [])
     else:

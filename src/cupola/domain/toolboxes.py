@@ -85,10 +85,11 @@ def _optional_str(raw: dict[str, Any], key: str, where: str) -> None:
 def _check_mcp(raw: dict[str, Any], where: str) -> None:
     _label(raw.get("server_label"), f"{where}.server_label")
     url, command = raw.get("server_url"), raw.get("command")
-    if (url is None) == (command is None):
+    if url is not None and command is not None:  # neither: a server declared in cupola.yaml
         raise UserError(
-            f"{where} needs exactly one of server_url (a remote MCP server) or command "
-            "(a stdio MCP server, a list of strings)",
+            f"{where} takes server_url (a remote MCP server) or command (a stdio MCP "
+            "server, a list of strings), not both; with neither, server_label names a server "
+            "declared in cupola.yaml",
             param=where,
         )
     if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):

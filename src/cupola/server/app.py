@@ -47,7 +47,7 @@ from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
 from cupola.tools.code_interpreter import check_sandbox
-from cupola.tools.registry import ToolEnv, normalize_server_tool
+from cupola.tools.registry import ToolEnv
 
 log = logging.getLogger("cupola.server")
 
@@ -87,7 +87,7 @@ def build_services(
         runner,
         tools,
         agents=AgentService(store, models, tools),
-        toolboxes=ToolboxService(store, normalize_server_tool),
+        toolboxes=ToolboxService(store, tools.normalize_entry),
         labels=LabelService(store),
         files=FileService(store, settings.max_file_bytes),
         connections=ConnectionService(store),

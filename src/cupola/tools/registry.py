@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from cupola.domain.records import Item
 from cupola.domain.versions import parse_selector
-from cupola.exceptions import UserError
-from cupola.settings import Settings
+from cupola.exceptions import NotFound, UserError
+from cupola.settings import McpServerConfig, Settings
 from cupola.tools.base import Rendered, SecretResolver, Toolset
 from cupola.tools.egress import EgressPolicy
+from cupola.tools.mcp.config import declared_entry, is_reference
 
 if TYPE_CHECKING:
     from cupola.store import SqlStore
@@ -101,13 +102,55 @@ class ToolEnv:
 
     async def check(self, tools: list[dict[str, Any]], project: str) -> None:
         """Refuse (404) a request whose tools name resources that do not exist, before
-        anything runs: vector stores of file search, toolboxes and their versions."""
+        anything runs: vector stores of file search, toolboxes and their versions, MCP
+        servers named but not declared in cupola.yaml (also inside a toolbox)."""
         for tool in tools:
             if tool["type"] == "file_search":
                 await self.store.check_vector_stores(project, tool["vector_store_ids"])
+            elif tool["type"] == "mcp" and is_reference(tool):
+                self.declared_server(tool)
             elif tool["type"] == "toolbox":
                 version = parse_selector(tool.get("version"))
-                await self.store.get_toolbox_version(project, tool["name"], version)
+                found = await self.store.get_toolbox_version(project, tool["name"], version)
+                for entry in found.tools:
+                    if entry.get("type") == "mcp" and is_reference(entry):
+                        self.declared_server(entry, f"toolbox {found.name!r}")
+
+    def normalize_entry(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """:func:`normalize_server_tool`, and an ``mcp`` entry naming a server must name one
+        cupola.yaml declares (404 otherwise): the entry check of toolbox versions."""
+        tool = normalize_server_tool(raw, where)
+        if tool["type"] == "mcp" and is_reference(tool):
+            self.declared_server(tool)
+        return tool
+
+    def declared_server(self, tool: dict[str, Any], via: str | None = None) -> McpServerConfig:
+        """The cupola.yaml declaration an ``mcp`` reference names: 404 when there is none
+        (or it is disabled), 400 for a stdio one while ``tools.allow_commands`` is off."""
+        label = tool["server_label"]
+        where = getattr(tool, "where", None)
+        param = f"{where}.server_label" if where else "server_label"
+        server = self.settings.mcp_servers.get(label)
+        inside = f" (in {via})" if via else ""
+        if server is None or not server.enabled:
+            names = sorted(n for n, s in self.settings.mcp_servers.items() if s.enabled)
+            known = f"declared: {', '.join(names)}" if names else "none is declared"
+            state = "is disabled" if server is not None else "is not declared"
+            raise NotFound(
+                f"MCP server '{label}'{inside} {state} in cupola.yaml (mcp_servers; {known}). "
+                "An mcp tool without server_url names a declared server; give server_url to "
+                "reach another one",
+                param=param,
+                code="mcp_server_not_found",
+            )
+        if server.command is not None and not self.settings.tools.allow_commands:
+            raise UserError(
+                f"MCP server '{label}'{inside} is a local command, and local MCP servers are "
+                "disabled on this server (tools.allow_commands: false)",
+                param=param,
+                code="command_not_allowed",
+            )
+        return server
 
     async def toolsets(self, tools: list[dict[str, Any]], project: str) -> list[Toolset]:
         """Toolsets for a response's server-side tool entries (function tools are skipped)."""
@@ -123,6 +166,8 @@ class ToolEnv:
         if kind == "mcp":
             from cupola.tools.mcp.toolset import McpToolset
 
+            if is_reference(tool):
+                tool = declared_entry(tool, self.declared_server(tool))
             return [McpToolset(tool, self.mcp_pool, self.secrets, project)]
         if kind == "openapi":
             from cupola.tools.openapi import OpenApiToolset

@@ -91,7 +91,7 @@ def test_normalize_stdio_entry() -> None:
     [
         ({"server_label": "bad label", "server_url": "http://h/"}, "tools[2].server_label"),
         ({"server_label": "x" * 65, "server_url": "http://h/"}, "tools[2].server_label"),
-        ({"server_label": "a"}, "tools[2]"),
+        ({"server_label": "a", "env": {"A": "b"}}, "tools[2].env"),  # a declared server's
         ({"server_label": "a", "server_url": "http://h/", "command": ["x"]}, "tools[2]"),
         ({"server_label": "a", "server_url": "ftp://h/"}, "tools[2].server_url"),
         ({"server_label": "a", "command": []}, "tools[2].command"),

@@ -78,6 +78,8 @@ class McpServerSpec:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] | None = field(default=None, repr=False)
     cwd: str | None = None
+    connect_timeout: float | None = field(default=None, compare=False)
+    """How long connecting (starting, for a command) may take; None: the pool's."""
     key: str = field(init=False, repr=False, compare=False)
     """Stable pool key: a hash of the URL and headers, or of the command line, env and cwd
     (so secrets in headers or env never appear in it)."""
@@ -212,7 +214,7 @@ class McpPool:
         timeout = self.settings.timeout_seconds if timeout is None else timeout
         self._check(spec)
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(self._budget(spec, timeout)):
                 return await self._list(spec)
         except TimeoutError:
             raise timeout_error(spec.label, timeout, "listing tools") from None
@@ -237,7 +239,7 @@ class McpPool:
         protocol does not say which call a server's request belongs to."""
         self._check(spec)
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(self._budget(spec, timeout, exclusive=relay is not None)):
                 return await self._call(spec, name, arguments, progress, relay)
         except TimeoutError:
             raise timeout_error(spec.label, timeout, f"running tool '{name}'") from None
@@ -253,6 +255,21 @@ class McpPool:
         await asyncio.gather(*(s.aclose() for s in sessions if s.loop is loop))
 
     # -- internals -------------------------------------------------------------------
+
+    def _budget(self, spec: McpServerSpec, timeout: float, exclusive: bool = False) -> float:
+        """``timeout``, plus the spec's own connect time when a session must be started
+        first (a server declared with a longer ``startup_timeout_seconds``)."""
+        if spec.connect_timeout is None:
+            return timeout
+        if exclusive:
+            warm = bool(self._idle.get(spec.key))
+        else:
+            session = self._sessions.get(spec.key)
+            warm = session is not None and not session.dead and session.client is not None
+        return timeout if warm else timeout + spec.connect_timeout
+
+    def _connect_timeout(self, spec: McpServerSpec) -> float:
+        return spec.connect_timeout or self.connect_timeout
 
     def _check(self, spec: McpServerSpec) -> None:
         if spec.url is not None:
@@ -274,7 +291,7 @@ class McpPool:
             url=spec.url,
             headers=dict(spec.headers),
             stdio=spec.stdio_parameters(),
-            connect_timeout=self.connect_timeout,
+            connect_timeout=self._connect_timeout(spec),
             transport=self.egress.transport2() if spec.url is not None else None,
         )
         self._sessions[spec.key] = session
@@ -293,7 +310,7 @@ class McpPool:
             url=spec.url,
             headers=dict(spec.headers),
             stdio=spec.stdio_parameters(),
-            connect_timeout=self.connect_timeout,
+            connect_timeout=self._connect_timeout(spec),
             transport=self.egress.transport2() if spec.url is not None else None,
             exclusive=True,
         )
@@ -329,7 +346,7 @@ class McpPool:
             if was_up and attempt == 0:
                 return None
             raise connect_error(
-                spec.label, spec.url is not None, session, exc, self.connect_timeout
+                spec.label, spec.url is not None, session, exc, self._connect_timeout(spec)
             ) from None
 
     async def _list(self, spec: McpServerSpec) -> list[McpTool]:

@@ -4,20 +4,25 @@ OpenAI's fields (``server_label``, ``server_url``, ``headers``, ``authorization`
 ``allowed_tools``, ``require_approval``, ``server_description``), Foundry's
 ``project_connection_id``, and a cupola extension for local servers spoken to over stdio:
 ``command`` (the argv list) with optional ``env`` and ``cwd`` instead of ``server_url``.
+An entry with neither names a server declared in cupola.yaml (``mcp_servers``) by its
+``server_label`` (:class:`McpReference`, run as :func:`declared_entry`).
 
 A ``command`` starts a process on the server, so it is taken only from server-side
-definitions (toolbox versions and agent versions created with the admin role, files applied
-by ``cupola serve --apply``); a request's own ``tools`` reach MCP servers by URL only
+definitions (cupola.yaml, toolbox versions and agent versions created with the admin role,
+files applied by ``cupola serve --apply``); a request's own ``tools`` reach MCP servers by URL only
 (:func:`refuse_request_commands`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cupola.exceptions import UserError
+
+if TYPE_CHECKING:
+    from cupola.settings import McpServerConfig
 
 LABEL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FILTER_KEYS = frozenset({"tool_names", "read_only"})
@@ -132,13 +137,17 @@ def normalize_mcp_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
                 param=f"{where}.{key}",
                 code="unsupported_tool",
             )
-    if (raw.get("server_url") is None) == (raw.get("command") is None):
-        raise UserError(f"{where} needs exactly one of server_url or command", param=where)
-    tool: dict[str, Any] = {"type": "mcp", "server_label": label}
+    if raw.get("server_url") is not None and raw.get("command") is not None:
+        raise UserError(f"{where} takes server_url or command, not both", param=where)
+    tool: dict[str, Any]
     if raw.get("command") is not None:
-        tool["command"] = _command(raw, where)
+        tool = {"type": "mcp", "server_label": label, "command": _command(raw, where)}
+    elif raw.get("server_url") is not None:
+        tool = {"type": "mcp", "server_label": label, "server_url": _url(raw, where)}
     else:
-        tool["server_url"] = _url(raw, where)
+        tool = McpReference(type="mcp", server_label=label)
+        tool.where = where
+        _refuse_overrides(raw, where, label)
     checks: dict[str, Any] = {
         "headers": _str_map,
         "env": _str_map,
@@ -159,6 +168,82 @@ def normalize_mcp_tool(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return tool
 
 
+class McpReference(dict[str, Any]):
+    """A normalized ``mcp`` entry with neither ``server_url`` nor ``command``: it names a
+    server declared in cupola.yaml (``mcp_servers``) by its ``server_label``. ``where`` (the
+    entry's place in the request, for error messages) is not part of the echo."""
+
+    where: str = "tools"
+
+
+def is_reference(tool: dict[str, Any]) -> bool:
+    """Whether an ``mcp`` entry names a declared server instead of saying where one is."""
+    return (
+        tool.get("type") == "mcp" and tool.get("server_url") is None and tool.get("command") is None
+    )
+
+
+_DECLARED_ONLY = ("env", "cwd", "headers", "authorization", "project_connection_id")
+
+
+def _refuse_overrides(raw: dict[str, Any], where: str, label: str) -> None:
+    """A reference narrows a declared server; how it is reached is the declaration's."""
+    for key in _DECLARED_ONLY:
+        if raw.get(key) is not None:
+            raise UserError(
+                f"{where}.{key}: MCP server '{label}' is used by name (no server_url or "
+                f"command), so how it is reached, {key} included, comes from its declaration "
+                "in cupola.yaml (mcp_servers)",
+                param=f"{where}.{key}",
+                code="declared_mcp_server",
+            )
+
+
+def declared_entry(reference: dict[str, Any], server: McpServerConfig) -> dict[str, Any]:
+    """The entry a reference to a declared server runs as: the declaration's command or URL,
+    environment, headers and policies, with the reference's ``allowed_tools`` and
+    ``require_approval`` applied on top (they narrow, never widen: see :func:`is_allowed`
+    and :func:`needs_approval`). Holds secrets: never echoed, stored or logged."""
+    tool: dict[str, Any] = {"type": "mcp", "server_label": reference["server_label"]}
+    argv = server.argv
+    if argv is not None:
+        tool["command"] = argv
+        tool["env"] = {k: v.get_secret_value() for k, v in server.env.items()}
+        if server.cwd is not None:
+            tool["cwd"] = str(server.cwd)
+    else:
+        tool["server_url"] = server.url
+        tool["headers"] = {k: v.get_secret_value() for k, v in server.headers.items()}
+        if server.authorization is not None:
+            tool["authorization"] = server.authorization.get_secret_value()
+        if server.connection:
+            tool["project_connection_id"] = server.connection
+    allowed = server.allowed_tools
+    if allowed is not None:
+        tool["allowed_tools"] = (
+            list(allowed) if isinstance(allowed, list) else allowed.model_dump(exclude_none=True)
+        )
+    approval = server.require_approval
+    tool["require_approval"] = (
+        approval if isinstance(approval, str) else approval.model_dump(exclude_none=True)
+    )
+    if server.description is not None:
+        tool["server_description"] = server.description
+    for key in ("startup_timeout_seconds", "timeout_seconds"):
+        if getattr(server, key) is not None:
+            tool[key] = getattr(server, key)
+    narrowed = {
+        key: reference[key]
+        for key in ("allowed_tools", "require_approval")
+        if reference.get(key) is not None
+    }
+    if narrowed:
+        tool["narrowed_by"] = narrowed
+    if reference.get("server_description"):
+        tool["server_description"] = reference["server_description"]
+    return tool
+
+
 def _matches(flt: dict[str, Any], name: str, annotations: dict[str, Any] | None) -> bool | None:
     """Whether a tool passes a filter; None for a filter with no conditions."""
     checks: list[bool] = []
@@ -170,7 +255,15 @@ def _matches(flt: dict[str, Any], name: str, annotations: dict[str, Any] | None)
 
 
 def is_allowed(tool: dict[str, Any], name: str, annotations: dict[str, Any] | None) -> bool:
-    """Whether ``allowed_tools`` lets the model see and call tool ``name``."""
+    """Whether ``allowed_tools`` lets the model see and call tool ``name`` (for a declared
+    server, both the declaration's and the request's, see :func:`declared_entry`)."""
+    narrowed = tool.get("narrowed_by")
+    if narrowed is not None and not _allowed(narrowed, name, annotations):
+        return False
+    return _allowed(tool, name, annotations)
+
+
+def _allowed(tool: dict[str, Any], name: str, annotations: dict[str, Any] | None) -> bool:
     allowed = tool.get("allowed_tools")
     if allowed is None:
         return True
@@ -184,8 +277,17 @@ def needs_approval(tool: dict[str, Any], name: str, annotations: dict[str, Any] 
 
     ``always`` (the default) and ``never`` apply to every tool. With filters, a tool the
     ``always`` filter matches needs approval, one the ``never`` filter matches does not;
-    any other tool needs approval unless only an ``always`` filter was given.
+    any other tool needs approval unless only an ``always`` filter was given. A declared
+    server's call needs approval when its declaration or the request asks for it.
     """
+    narrowed = tool.get("narrowed_by")
+    if narrowed is not None and "require_approval" in narrowed:
+        if _needs_approval(narrowed, name, annotations):
+            return True
+    return _needs_approval(tool, name, annotations)
+
+
+def _needs_approval(tool: dict[str, Any], name: str, annotations: dict[str, Any] | None) -> bool:
     policy = tool.get("require_approval", "always")
     if policy in (None, "always"):
         return True
@@ -214,8 +316,10 @@ def refuse_request_commands(tools: list[dict[str, Any]], where: str = "tools") -
         at = f"{where}[{i}].command"
         raise UserError(
             f"{at}: a request cannot start a local MCP server. Stdio MCP servers are defined "
-            "on the server (a toolbox or an agent version created with the admin role); a "
-            "request reaches MCP servers by server_url, or uses a toolbox or agent by name",
+            "on the server (cupola.yaml mcp_servers, a toolbox or an agent version created "
+            "with the admin role); a request reaches MCP servers by server_url, or uses a "
+            'declared one as {"type": "mcp", "server_label": NAME}, a toolbox or an agent by '
+            "name",
             param=at,
             code="command_not_allowed",
         )

@@ -4,8 +4,9 @@ Items follow the Responses API (``openai`` SDK types ``McpListTools``, ``McpCall
 ``McpApprovalRequest``). A failed call carries an ``error`` object in the SDK's
 ``McpToolCallError`` shape: ``mcp_tool_execution_error`` (the tool said ``isError``),
 ``mcp_protocol_error`` (the server could not be used or answered a JSON-RPC error) or
-``http_error`` (an HTTP status, or an egress refusal). Credentials from a project
-connection never appear in items, errors or logs.
+``http_error`` (an HTTP status, or an egress refusal). Credentials (header values, from the
+entry, a cupola.yaml declaration or a project connection) never appear in items, errors or
+logs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = ["McpToolset", "function_name", "normalize_mcp_tool", "render_mcp_call
 logger = logging.getLogger("cupola.tools.mcp")
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_CREDENTIAL = re.compile(r"(?i)auth|token|key|secret|cookie|password|credential")
+"""Header names whose values are credentials (scrubbed from what the server answers)."""
 _MIN_SECRET = 4
 """Shorter credential values are not scrubbed from text (they would mangle it)."""
 
@@ -127,7 +130,9 @@ class McpToolset(Toolset):
         conversation meets the server (or whenever listing fails)."""
         error: str | None = None
         try:
-            listed = await self._pool.list_tools(await self._server())
+            listed = await self._pool.list_tools(
+                await self._server(), self.tool.get("timeout_seconds")
+            )
         except CupolaError as exc:  # the pool turns every failure of the server into one
             listed, error = [], self._failure(exc)
             logger.info("MCP server %r: listing tools failed: %s", self.label, error)
@@ -209,7 +214,7 @@ class McpToolset(Toolset):
                 await self._server(),
                 call.name,
                 arguments,
-                settings.timeout_seconds,
+                self.tool.get("timeout_seconds") or settings.timeout_seconds,
                 progress=extra.get("progress"),
                 relay=extra.get("relay"),
             )
@@ -240,11 +245,19 @@ class McpToolset(Toolset):
                 args=tuple(command[1:]),
                 env=tool.get("env"),
                 cwd=tool.get("cwd"),
+                connect_timeout=tool.get("startup_timeout_seconds"),
+            )
+            env = tool.get("env") or {}
+            self._secret_values = _secret_values(
+                {k: v for k, v in env.items() if _CREDENTIAL.search(k)}
             )
             return self._spec
         headers = dict(tool.get("headers") or {})
         if tool.get("authorization"):
             headers["Authorization"] = f"Bearer {tool['authorization']}"
+        self._secret_values = _secret_values(
+            {k: v for k, v in headers.items() if _CREDENTIAL.search(k)}
+        )
         connection = tool.get("project_connection_id")
         if connection:
             if self._secrets is None:
@@ -264,9 +277,16 @@ class McpToolset(Toolset):
                     f"the secret store failed ({type(exc).__name__})",
                     code="mcp_connection",
                 ) from None
-            self._secret_values = _secret_values(resolved)
             headers.update(resolved)
-        self._spec = McpServerSpec(self.label, url=tool["server_url"], headers=headers)
+            self._secret_values = _secret_values(
+                {**resolved, **{k: v for k, v in headers.items() if _CREDENTIAL.search(k)}}
+            )
+        self._spec = McpServerSpec(
+            self.label,
+            url=tool["server_url"],
+            headers=headers,
+            connect_timeout=tool.get("startup_timeout_seconds"),
+        )
         return self._spec
 
     def _tool_call(self, call: ToolCall) -> ToolCall:
