@@ -201,6 +201,7 @@ def test_requests_cannot_change_or_invent_a_declared_server(
     agent = {"model": "probe", "tools": [{"type": "mcp", "server_label": "nope"}]}
     r = httpx.post(f"{url}/api/projects/default/agents/ghost/versions", json={"definition": agent})
     assert r.status_code == 404 and r.json()["error"]["code"] == "mcp_server_not_found"
+    assert r.json()["error"]["param"] == "definition.tools[0].server_label"
     time.sleep(0.3)
     assert not marker.exists() and children(serve_pid) == set()
 

@@ -62,7 +62,8 @@ class AgentService:
                 await self.tools.check([tool], project)
             except NotFound as exc:
                 at = f"definition.tools[{i}]"
-                param = f"{at}.{exc.param}" if exc.param in ("name", "version") else at
+                field = (exc.param or "").rsplit(".", 1)[-1]
+                param = f"{at}.{field}" if field in ("name", "version", "server_label") else at
                 raise NotFound(exc.message, param=param, code=exc.code) from None
         return await self.store.create_agent_version(
             project, name, checked, description, metadata or {}
