@@ -110,6 +110,7 @@ def test_the_adapter_repairs_a_call_only_when_the_result_is_grounded_and_valid()
     assert _copied(kept, {"flight_number": "DL1"}, request) == kept
     # miscopied: repaired
     (fixed,) = _copied(_call({"flight_number": "DAL1"}), {"flight_number": "DAL1"}, request)
+    assert isinstance(fixed, ToolCallDelta)
     assert json.loads(fixed.arguments) == {"flight_number": "DL1"} and fixed.call_id == "call_1"
     # invented: no call (the adapter then answers in words)
     assert _copied(_call({"flight_number": "XY99"}), {"flight_number": "XY99"}, request) == []
