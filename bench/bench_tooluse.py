@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,9 @@ class Run:
             "no_tool": count("no_tool", "ok"),
             "answer_uses_result": count("answer", "ok"),
             "answer_without_json": count("answer", "exact"),
+            "median_seconds_per_case": f"{statistics.median(c.seconds for c in self.cases):.2f}"
+            if self.cases
+            else "-",
         }
 
 

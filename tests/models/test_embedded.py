@@ -313,3 +313,32 @@ def test_a_json_tool_result_becomes_plain_facts() -> None:
 async def test_an_invented_call_is_answered_in_words(model: EmbeddedModel) -> None:
     reply = await run(model, user("Hello!"), tools=TOOLS, max_output_tokens=24)
     assert reply.calls == [] and reply.finish.reason in ("stop", "length")
+
+
+FLIGHT_STATUS = FunctionSpec(
+    name="get_flight_status",
+    description="The live status of a flight by its flight number, including gate and delay.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "flight_number": {
+                "type": "string",
+                "description": "The airline code and number, for example BA005.",
+            }
+        },
+        "required": ["flight_number"],
+    },
+)
+
+
+@pytest.mark.embedded
+async def test_a_question_that_names_no_tool_still_reaches_the_right_one(
+    model: EmbeddedModel,
+) -> None:
+    # "landed" is in no description: the code shaped like the parameter's example picks the
+    # tool, and the model's miscopied "1234" is copied back from the question
+    reply = await run(model, user("Has AF1234 landed yet?"), tools=(*TOOLS, FLIGHT_STATUS))
+    assert [(c.name, json.loads(c.arguments)) for c in reply.calls] == [
+        ("get_flight_status", {"flight_number": "AF1234"})
+    ]
+    assert reply.finish.reason == "tool_calls"

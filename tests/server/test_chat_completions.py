@@ -248,10 +248,17 @@ def test_an_agent_as_the_model(server: LiveServer, client: openai.OpenAI, unique
 
 @pytest.mark.embedded
 def test_json_schema_constrains_the_embedded_model(server: LiveServer) -> None:
-    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+    # The schema bounds every value (llama.cpp's grammar also bounds integers and the
+    # whitespace between tokens), so any reply that fits it is far shorter than max_tokens:
+    # the reply ends on its own, however slow or busy the machine. Unconstrained, the model
+    # answers this question in prose, which is not JSON.
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=600)
     schema = {
         "type": "object",
-        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "properties": {
+            "city": {"type": "string", "maxLength": 24},
+            "population": {"type": "integer", "minimum": 0},
+        },
         "required": ["city", "population"],
         "additionalProperties": False,
     }
@@ -262,11 +269,13 @@ def test_json_schema_constrains_the_embedded_model(server: LiveServer) -> None:
             "type": "json_schema",
             "json_schema": {"name": "city", "schema": schema, "strict": True},
         },
-        max_tokens=60,
+        temperature=0,
+        max_tokens=400,
     )
-    content = completion.choices[0].message.content
-    assert content is not None
-    jsonschema.validate(json.loads(content), schema)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop", choice
+    assert choice.message.content is not None
+    jsonschema.validate(json.loads(choice.message.content), schema)
 
 
 def test_model_failure_is_a_502_in_the_openai_shape(client: openai.OpenAI) -> None:

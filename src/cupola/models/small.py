@@ -9,6 +9,11 @@ particular tool or wording:
   words where a tool was wanted, so it was not kept);
 * :func:`rank_tools`: the tools listed most relevant first (words shared with the user's
   last message), so the first listed tool is not the one chosen by default;
+* :func:`offered_tools`: when one tool clearly has most in common with the message (shared
+  words, or a code shaped like a parameter's example), only that tool is offered, and the
+  adapter leans the reply toward calling it;
+* :func:`copy_arguments`: a text argument the model miscopied (``1234`` for ``AF1234``) is
+  replaced by the word the user said that it closely resembles;
 * :func:`grounded`: a call whose text or number arguments appear nowhere in what the user
   wrote is an invented call (``Hello!`` becoming ``get_weather(London)``), answered as a
   plain message instead;
@@ -18,6 +23,7 @@ particular tool or wording:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -41,31 +47,82 @@ def _stems(text: str) -> set[str]:
 
 
 def _about(tool: FunctionSpec) -> str:
-    """A tool's name, description and parameter names and descriptions, as words."""
+    """A tool's name, description and parameters (names, descriptions, examples and allowed
+    values), as words."""
     parts = [tool.name.replace("_", " "), tool.description or ""]
     props = tool.parameters.get("properties")
     if isinstance(props, dict):
         for name, schema in props.items():
             parts.append(name.replace("_", " "))
-            if isinstance(schema, dict) and isinstance(schema.get("description"), str):
+            if not isinstance(schema, dict):
+                continue
+            if isinstance(schema.get("description"), str):
                 parts.append(schema["description"])
+            for key in ("examples", "enum"):
+                if isinstance(schema.get(key), list):
+                    parts += [str(v) for v in schema[key] if isinstance(v, str | int | float)]
     return " ".join(parts)
+
+
+_CODE = re.compile(r"[A-Za-z0-9]+")
+
+
+def _code_shapes(text: str) -> set[str]:
+    """The shapes of the codes in ``text`` (words mixing letters and digits): each run of
+    capitals, small letters or digits becomes one ``A``, ``a`` or ``9``, so ``BA005`` and
+    ``AF1234`` are both ``A9``. A question holding a code shaped like a parameter's example
+    is likely about that tool, whatever words it uses."""
+    shapes = set()
+    for word in _CODE.findall(text):
+        if word.isalpha() or word.isdigit():
+            continue
+        shape = re.sub("[A-Z]+", "A", re.sub("[a-z]+", "a", re.sub("[0-9]+", "9", word)))
+        shapes.add(shape)
+    return shapes
 
 
 def last_user_text(messages: Sequence[ChatMessage]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
+def relevance(tools: Sequence[FunctionSpec], messages: Sequence[ChatMessage]) -> list[int]:
+    """How much each tool has in common with the user's last message: the words they share
+    (compared on their first letters, common words left out), plus the codes shaped alike
+    (:func:`_code_shapes`)."""
+    text = last_user_text(messages)
+    asked, codes = _stems(text), _code_shapes(text)
+    return [
+        len(asked & _stems(about)) + len(codes & _code_shapes(about))
+        for about in (_about(t) for t in tools)
+    ]
+
+
 def rank_tools(
     tools: Sequence[FunctionSpec], messages: Sequence[ChatMessage]
 ) -> list[FunctionSpec]:
-    """The tools, those sharing the most words with the user's last message first (ties keep
+    """The tools, those with most in common with the user's last message first (ties keep
     their order)."""
-    asked = _stems(last_user_text(messages))
-    if not asked:
-        return list(tools)
-    scores = {id(t): len(asked & _stems(_about(t))) for t in tools}
-    return sorted(tools, key=lambda t: -scores[id(t)])
+    scores = relevance(tools, messages)
+    order = sorted(range(len(tools)), key=lambda i: -scores[i])
+    return [tools[i] for i in order]
+
+
+def offered_tools(
+    tools: Sequence[FunctionSpec], messages: Sequence[ChatMessage]
+) -> tuple[list[FunctionSpec], bool]:
+    """The tools to offer a small model, most relevant first, and whether the choice is
+    confident: when one tool has more in common with the user's last message than every
+    other (:func:`relevance`), only that one is offered. Choosing among several tools is
+    what a tiny model does worst; deciding between one tool and a reply in words it does
+    well."""
+    if len(tools) < 2:
+        return list(tools), False
+    scores = relevance(tools, messages)
+    order = sorted(range(len(tools)), key=lambda i: -scores[i])
+    best, second = scores[order[0]], scores[order[1]]
+    if best > second:
+        return [tools[order[0]]], True
+    return [tools[i] for i in order], False
 
 
 def tool_hint(tools: Sequence[FunctionSpec], message: bool) -> str:
@@ -107,12 +164,48 @@ def _values(arguments: Any) -> Iterable[str]:
 def grounded(arguments: Any, messages: Sequence[ChatMessage]) -> bool:
     """Whether every text or number argument of a call appears (as whole words, case and
     punctuation aside) in what the user or a tool said; a call with no such argument is."""
-    said = f" {_normal(' '.join(m.content for m in messages if m.role in ('user', 'tool')))} "
+    said = f" {_normal(_said(messages))} "
     for value in _values(arguments):
         words = _normal(value)
         if words and f" {words} " not in said:
             return False
     return True
+
+
+_ALIKE = 0.75
+"""How closely (difflib's ratio) a miscopied text argument must resemble a word the user
+said to be replaced by it."""
+
+
+def _said(messages: Sequence[ChatMessage]) -> str:
+    return " ".join(m.content for m in messages if m.role in ("user", "tool"))
+
+
+def copy_arguments(arguments: Any, messages: Sequence[ChatMessage]) -> Any:
+    """The call's arguments with each text value that the user (or a tool) never said
+    replaced by the word they did say that it most resembles, when one resembles it closely.
+    A small model that picked the right tool often miscopies a code (``AF1234`` as ``1234``,
+    ``DL1`` as ``DAL1``); an invented value (``London`` for ``Hello!``) resembles nothing
+    said and is left as it is, for :func:`grounded` to refuse."""
+    words = list(dict.fromkeys(_CODE.findall(_said(messages))))
+    said = f" {_normal(_said(messages))} "
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if not isinstance(value, str) or not _normal(value) or f" {_normal(value)} " in said:
+            return value
+        wanted = value.strip().lower()
+        best, score = value, _ALIKE
+        for word in words:
+            ratio = difflib.SequenceMatcher(None, wanted, word.lower()).ratio()
+            if ratio >= score:
+                best, score = word, ratio
+        return best
+
+    return fix(arguments)
 
 
 def _flatten(value: Any, key: str, out: list[str]) -> None:
