@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cupola.secrets import REGISTRY
 from live_server import LiveServer, make_settings, serve_process, start_server
 
 LINE = re.compile(r"^(GET|POST|DELETE|PUT|PATCH) (\S+) (\d{3}) (\d+\.\d)ms (\S+)$")
@@ -63,6 +64,44 @@ def test_a_stream_is_logged_when_it_ends(
     (line,) = access_lines(caplog, expect=1)
     match = LINE.match(line)
     assert match and match.group(3) == "200"
+
+
+def test_refused_requests_are_logged_too(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request the gate refuses (here a cross-site POST) still gets its line, with the
+    status and request id the client saw."""
+    caplog.set_level(logging.INFO, logger="cupola.access")
+    r = httpx.post(
+        f"{server.openai_url}/responses",
+        json={"model": "echo", "input": "hi"},
+        headers={"origin": "https://evil.example"},
+    )
+    assert r.status_code == 403
+    (line,) = access_lines(caplog, expect=1)
+    match = LINE.match(line)
+    assert match and match.group(1, 3, 5) == ("POST", "403", r.headers["x-request-id"])
+
+
+def test_known_secrets_never_reach_the_line(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line goes through the process's redaction like every record: a registered
+    secret in the path or the client's request id comes out as ``***``; a query string is
+    never logged."""
+    secret = "sk-access-line-secret-4b1d"
+    REGISTRY.add(secret)
+    caplog.set_level(logging.INFO, logger="cupola.access")
+    httpx.get(
+        f"{server.openai_url}/responses/{secret}?key={secret}&other=visible-query",
+        headers={"x-request-id": f"req_{secret}"},
+    )
+    (line,) = access_lines(caplog, expect=1)
+    assert secret not in line and "visible-query" not in line
+    assert line.startswith("GET /api/projects/default/openai/v1/responses/*** 404 "), line
+    assert line.endswith(" req_***"), line
+    for record in caplog.records:
+        assert secret not in record.getMessage()
 
 
 def test_it_can_be_turned_off(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
