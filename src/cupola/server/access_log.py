@@ -4,24 +4,38 @@ response ends (for a stream: when its last byte is sent, or the client leaves); 
 the server never answered logs status 0.
 
 The line is formatted here and handed to the logger as a finished record
-(:meth:`logging.Logger.handle`), which skips what :meth:`logging.Logger.info` would add on
-the way: the search for the calling frame, about two thirds of the cost of a line. The
-record is still made by the process's record factory, so secret redaction
-(:func:`cupola.secrets.install_redaction`) and any factory another library installed
-apply to it as to every other record, and the logger's level, filters and handlers decide
-as usual. ``path`` is the URL path without its query string (ASGI keeps them apart), so a
-key passed as a query parameter never reaches the line.
+(:meth:`logging.Logger.handle`): the logger's level, filters and handlers decide as for
+any record, but what :meth:`logging.Logger.info` does on the way is skipped (the search for
+the calling frame, and building the record's constant fields again). Secret redaction
+stays exactly as for every other record: the line is redacted with the registries
+:func:`cupola.secrets.install_redaction` installed, and when another library has installed
+its own record factory (to add trace ids, say) the record is made by that factory as usual.
+``path`` is the URL path without its query string (ASGI keeps them apart), so a key passed
+as a query parameter never reaches the line.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 import time
+from typing import Any
+
+from cupola.secrets import plain_log_records, redact_logged
 
 access_log = logging.getLogger("cupola.access")
 
 _INFO = logging.INFO
 _SOURCE = __file__
+_FUNC = "log_request"
+_MAX_THREADS = 64
+
+_templates: dict[int, dict[str, Any]] = {}
+"""Thread id -> the fields every access record made on that thread shares (its process,
+thread, source and level); only its time and message change per record."""
+os.register_at_fork(after_in_child=_templates.clear)  # the process id changes
 
 
 def access_log_enabled() -> bool:
@@ -35,7 +49,43 @@ def log_request(method: str, path: str, status: int, started: float, request_id:
         return
     elapsed = (time.perf_counter() - started) * 1000
     line = f"{method} {path} {status} {elapsed:.1f}ms {request_id}"
-    record = access_log.makeRecord(
-        access_log.name, _INFO, _SOURCE, 0, line, (), None, "log_request"
-    )
+    if plain_log_records():
+        record = _record(redact_logged(line))
+    else:
+        record = access_log.makeRecord(access_log.name, _INFO, _SOURCE, 0, line, (), None, _FUNC)
     access_log.handle(record)
+
+
+def _record(message: str) -> logging.LogRecord:
+    """The record :class:`logging.LogRecord` would make for ``message`` on this thread,
+    from a per-thread copy of its constant fields."""
+    thread = threading.get_ident()
+    template = _templates.get(thread)
+    if template is None:
+        if len(_templates) >= _MAX_THREADS:  # threads come and go
+            _templates.clear()
+        made = logging.LogRecord(access_log.name, _INFO, _SOURCE, 0, "", (), None, _FUNC)
+        template = _templates[thread] = dict(vars(made))
+    record: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(template)
+    now = time.time()
+    fields["created"] = now
+    fields["msecs"] = int((now - int(now)) * 1000) + 0.0
+    fields["relativeCreated"] = template["relativeCreated"] + (now - template["created"]) * 1000
+    fields["msg"] = message
+    if "taskName" in template:  # Python 3.12+: the asyncio task logging the line
+        fields["taskName"] = _task_name()
+    return record
+
+
+def _task_name() -> str | None:
+    """The current asyncio task's name, as :class:`logging.LogRecord` records it."""
+    asyncio = sys.modules.get("asyncio")
+    if not getattr(logging, "logAsyncioTasks", False) or asyncio is None:
+        return None
+    try:
+        name: str = asyncio.current_task().get_name()
+    except Exception:  # no running loop or task: the record says None, as logging's does
+        return None
+    return name
