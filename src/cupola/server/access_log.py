@@ -35,7 +35,8 @@ _MAX_THREADS = 64
 _templates: dict[int, dict[str, Any]] = {}
 """Thread id -> the fields every access record made on that thread shares (its process,
 thread, source and level); only its time and message change per record."""
-os.register_at_fork(after_in_child=_templates.clear)  # the process id changes
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child has another process id
+    os.register_at_fork(after_in_child=_templates.clear)
 
 
 def access_log_enabled() -> bool:
