@@ -20,7 +20,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -324,6 +324,25 @@ def redact_record(record: logging.LogRecord, registry: SecretRegistry) -> None:
 
 
 _installed: list[SecretRegistry] = []
+_PLAIN_FACTORIES: set[Callable[..., logging.LogRecord]] = {logging.LogRecord}
+"""Record factories that make a plain :class:`logging.LogRecord` and at most redact it:
+the standard one and those :func:`install_redaction` installed on top of one of these."""
+
+
+def plain_log_records() -> bool:
+    """Whether the process makes its log records as :class:`logging.LogRecord` does, with
+    only :func:`install_redaction` on top (no other library's record factory). A hot path
+    may then build its own record for a finished message, after
+    :func:`redact_logged`, and stay exactly as redacted as every other record."""
+    return logging.getLogRecordFactory() in _PLAIN_FACTORIES
+
+
+def redact_logged(text: str) -> str:
+    """``text`` as the installed redaction leaves a log message: every value of every
+    registry :func:`install_redaction` installed replaced by ``***``."""
+    for registry in _installed:
+        text = registry.redact(text)
+    return text
 
 
 def install_redaction(source: SecretBox | SecretRegistry | None = None) -> RedactionFilter:
@@ -345,6 +364,8 @@ def install_redaction(source: SecretBox | SecretRegistry | None = None) -> Redac
         return record
 
     logging.setLogRecordFactory(factory)
+    if previous in _PLAIN_FACTORIES:
+        _PLAIN_FACTORIES.add(factory)
     _installed.append(registry)
     root = logging.getLogger()
     if not any(isinstance(f, RedactionFilter) and f.registry is registry for f in root.filters):

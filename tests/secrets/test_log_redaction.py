@@ -14,7 +14,9 @@ from cupola.secrets import (
     SecretBox,
     SecretRegistry,
     install_redaction,
+    plain_log_records,
     redact,
+    redact_logged,
 )
 
 
@@ -85,3 +87,20 @@ def test_filter_on_a_handler(caplog: pytest.LogCaptureFixture) -> None:
         log.removeHandler(handler)
         log.propagate = True
     assert stream.getvalue() == "value=***\n"
+
+
+def test_plain_records_and_redact_logged() -> None:
+    """``plain_log_records`` holds while only the standard factory and the redaction's own
+    are in place, and stops holding when another library installs one; ``redact_logged``
+    redacts as the installed factory does."""
+    install_redaction()
+    REGISTRY.add("sk-redact-logged-secret-31")
+    assert plain_log_records()
+    assert redact_logged("GET /x/sk-redact-logged-secret-31 200") == "GET /x/*** 200"
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(lambda *a, **k: previous(*a, **k))
+    try:
+        assert not plain_log_records()
+    finally:
+        logging.setLogRecordFactory(previous)
+    assert plain_log_records()

@@ -21,7 +21,6 @@ from cupola.runtime.services.labels import LabelService
 from cupola.runtime.services.toolboxes import ToolboxService
 from cupola.secrets import SecretBox, install_redaction
 from cupola.server.access import guard_routes
-from cupola.server.access_log import AccessLog
 from cupola.server.boundary import ErrorBoundary
 from cupola.server.errors import EXCEPTION_HANDLERS
 from cupola.server.middleware import RequestContext
@@ -148,12 +147,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
     require_key = settings.keys_required
-    served_app = RequestContext(
+    return RequestContext(
         app,
         require_key=require_key,
         check_key=s.store.verify_key,
         cache_seconds=settings.auth.key_cache_seconds,
         cors_origins=settings.server.cors_origins,
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
+        access_log=settings.server.access_log,  # one line per request (server/access_log.py)
     )
-    return AccessLog(served_app) if settings.server.access_log else served_app

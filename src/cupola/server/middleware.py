@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from cupola.domain import ApiKey
+from cupola.server.access_log import access_log_enabled, log_request
 from cupola.server.errors import error_body
 from cupola.settings import is_loopback_host
 from cupola.store.keys import digest
@@ -131,8 +132,10 @@ class RequestContext:
         cache_seconds: float = 5.0,
         cors_origins: Iterable[str] = (),
         loopback_hosts_only: bool = False,
+        access_log: bool = False,
     ) -> None:
         self.app = app
+        self.access_log = access_log
         self.require_key = require_key
         self.check_key = check_key
         self.cache_seconds = cache_seconds
@@ -194,34 +197,55 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        logged = self.access_log and access_log_enabled()
+        started = time.perf_counter() if logged else 0.0
+        status = 0
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         seen = _Seen(headers)
         request_id = seen.request_id or (b"req_" + secrets.token_hex(12).encode())
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id)]
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                message["headers"] = [*message.get("headers", ()), *extra]
+                status = message["status"]
             await send(message)
 
+        try:
+            await self._serve(scope, receive, send_with_id, seen, extra)
+        finally:
+            if logged:
+                method, path = scope["method"], scope["path"]
+                log_request(method, path, status, started, request_id.decode("latin-1"))
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        seen: _Seen,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Refuse, answer a preflight, or pass the request on (``send`` adds ``extra``)."""
         refused = self._cross_site(scope, seen)
         if refused is not None:
-            await send_error(scope, send_with_id, 403, refused[0], "permission_error", refused[1])
+            await send_error(scope, send, 403, refused[0], "permission_error", refused[1])
             return
         if seen.origin is not None:  # an allowed origin
             extra += [(b"access-control-allow-origin", seen.origin), (b"vary", b"Origin")]
             if scope["method"] == "OPTIONS" and seen.preflight is not None:
-                await self._preflight(send_with_id, seen.asked_headers)
+                await self._preflight(send, seen.asked_headers)
                 return
             extra.append((b"access-control-expose-headers", _EXPOSE))
         elif self.cors_origins:
             extra.append((b"vary", b"Origin"))  # caches keep CORS and plain answers apart
         if self.require_key and scope["path"] not in OPEN_PATHS:
-            key = await self._verified_key(headers)
+            key = await self._verified_key(scope["headers"])
             if key is None:
                 await send_error(
                     scope,
-                    send_with_id,
+                    send,
                     401,
                     "a valid API key is required "
                     "(Authorization: Bearer <key>, api-key or x-api-key)",
@@ -231,7 +255,7 @@ class RequestContext:
                 )
                 return
             scope[KEY_SCOPE] = key
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, send)
 
     @staticmethod
     async def _preflight(send: Send, asked_headers: bytes | None) -> None:
