@@ -13,15 +13,11 @@ development) every route is open.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from cupola.domain import ApiKey, Role
-from cupola.exceptions import PermissionDenied
 from cupola.server.middleware import KEY_SCOPE, ASGIApp, Receive, Scope, Send, send_error
-from cupola.tools.mcp.config import local_commands
 
 R, U, C = Role.READER, Role.USER, Role.CONTRIBUTOR
 _OAI = "/openai/v1"
@@ -209,18 +205,3 @@ def guard_routes(routes: Iterable[BaseRoute], default_project: str) -> None:
             continue
         seen.add(id(route))
         route.app = RoleGuard(route.app, path, route.methods or set(), default_project)
-
-
-def require_admin_for_commands(request: Request, tools: Any, where: str) -> None:
-    """Refuse (403) tool entries that start a process unless the key is an admin's (or no
-    key is needed). Called where definitions are created: agent and toolbox versions."""
-    key: ApiKey | None = request.scope.get(KEY_SCOPE)
-    if key is None or key.role >= Role.ADMIN or not isinstance(tools, list):
-        return
-    for i in local_commands(tools):
-        raise PermissionDenied(
-            f"{where}[{i}].command starts a process on the server: only an API key with the "
-            f"admin role may define one (this key has the {key.role.label} role)",
-            param=f"{where}[{i}].command",
-            code="insufficient_role",
-        )
