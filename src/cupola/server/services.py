@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from cupola.exceptions import NotFound
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
+from cupola.runtime.services.responses import ResponseService
 from cupola.settings import Settings
 from cupola.store import SqlStore
 from cupola.tools.registry import ToolEnv
@@ -21,6 +22,11 @@ class Services:
     models: ModelRegistry
     runner: Runner
     tools: ToolEnv
+    responses: ResponseService = field(init=False)
+    """Runs responses (and Chat Completions and Messages requests) over ``runner``."""
+
+    def __post_init__(self) -> None:
+        self.responses = ResponseService(self.runner)
 
     def project(self, request: Request) -> str:
         """The project a request addresses (``/v1`` is the default project)."""
