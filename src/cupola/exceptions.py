@@ -2,9 +2,13 @@
 
 Every error a user can cause is a :class:`UserError` (or a subclass) and becomes a 4xx
 response in the OpenAI error shape. Anything else reaching the HTTP layer is a bug.
+:func:`classify` turns any exception into an :class:`ErrorInfo`, once; each protocol's
+renderer (server/render/errors.py) writes that in its own shape.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class CupolaError(Exception):
@@ -119,3 +123,32 @@ class ToolError(CupolaError):
     """A tool could not be run; reported on the tool's item, not raised to the client."""
 
     error_type = "tool_error"
+
+
+GENERIC_MESSAGE = "internal server error"
+"""What a client reads for an unexpected exception: never the exception's own text."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception classified once, in the terms every protocol's renderer needs."""
+
+    status: int
+    """The HTTP status it answers with."""
+    type: str
+    """The OpenAI error ``type`` (``invalid_request_error``, ``model_error``, ...)."""
+    code: str | None
+    """The error's own code, when it has one (renderers pick a default when not)."""
+    message: str
+    """What the client reads."""
+    param: str | None = None
+    expected: bool = True
+    """False for an exception cupola did not raise on purpose: a bug, to be logged once
+    with its traceback by whoever caught it, and answered with :data:`GENERIC_MESSAGE`."""
+
+
+def classify(exc: BaseException) -> ErrorInfo:
+    """The one place an exception becomes an error the client reads."""
+    if isinstance(exc, CupolaError):
+        return ErrorInfo(exc.status_code, exc.error_type, exc.code, exc.message, exc.param)
+    return ErrorInfo(500, "server_error", None, GENERIC_MESSAGE, None, expected=False)

@@ -131,3 +131,65 @@ def test_a_reply_with_a_nul_character_is_stored(
         time.sleep(0.1)
     assert stored["status"] == "completed", stored
     assert stored["output"][0]["content"][0]["text"] == "before\ufffdafter"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_completion_past_the_cap_ends_with_length(capped: LiveServer, stream: bool) -> None:
+    """The cap holds on /chat/completions too: the reply stops, finish_reason ``length``."""
+    body = {
+        "model": "echo",
+        "messages": [{"role": "user", "content": "q" * (CAP + 100)}],
+        "stream": stream,
+    }
+    url = f"{capped.openai_url}/chat/completions"
+    if not stream:
+        r = httpx.post(url, json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        choice = r.json()["choices"][0]
+        assert choice["finish_reason"] == "length"
+        assert len(choice["message"]["content"] or "") <= CAP  # nothing past the cap
+        return
+    chunks = []
+    with httpx.stream("POST", url, json=body, timeout=30) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                chunks.append(line[6:])
+    assert chunks[-1] == "[DONE]"
+    parsed = [orjson.loads(c) for c in chunks[:-1]]
+    assert not any("error" in c for c in parsed)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in parsed if c["choices"])
+    assert len(text.encode()) <= CAP
+    assert parsed[-1]["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_message_past_the_cap_ends_with_max_tokens(capped: LiveServer, stream: bool) -> None:
+    """And on the Anthropic Messages API: stop_reason ``max_tokens``."""
+    body = {
+        "model": "echo",
+        "max_tokens": 100_000,
+        "messages": [{"role": "user", "content": "m" * (CAP + 100)}],
+        "stream": stream,
+    }
+    url = f"{capped.url}/anthropic/v1/messages"
+    if not stream:
+        r = httpx.post(url, json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        message = r.json()
+        assert message["stop_reason"] == "max_tokens"
+        assert sum(len(b.get("text", "")) for b in message["content"]) <= CAP
+        return
+    events = []
+    with httpx.stream("POST", url, json=body, timeout=30) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(orjson.loads(line[6:]))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "error" not in kinds
+    delta = next(e for e in events if e["type"] == "message_delta")
+    assert delta["delta"]["stop_reason"] == "max_tokens"
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    assert len(text.encode()) <= CAP

@@ -1,31 +1,143 @@
-"""Turning a model's event stream into output items and Responses SSE events."""
+"""A run's typed events and its outcome, and the assembler that builds output items (and
+their events) from a model's event stream.
+
+A run yields :data:`RunEvent` values while it goes (only when the request streams: a run
+that does not stream builds none of them) and ends with one :class:`RunOutcome`. The server
+renders them per protocol (server/render/: Responses SSE, Chat Completions chunks, Anthropic
+events); nothing here knows a wire format.
+
+The events, in the order a run yields them:
+
+- :class:`StatusChanged` ``created`` then ``in_progress`` (stored Responses runs only);
+- per output item: :class:`ItemAdded`, then for an assistant message its
+  :class:`TextDelta` pieces and one :class:`TextDone`, for a function call its
+  :class:`ArgumentsDelta` pieces and one :class:`ArgumentsDone`, then :class:`ItemDone`.
+  Items the platform makes whole (a server tool's call, a tool listing, an approval
+  request) come as :class:`ItemAdded` (status ``in_progress``) and :class:`ItemDone` at once.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from cupola.domain.records import Item
+from cupola.exceptions import ErrorInfo
 from cupola.ids import new_id
-from cupola.models.base import TextDelta, ToolCall, ToolCallDelta
+from cupola.models.base import CallReport, ToolCall, ToolCallDelta, Usage
+from cupola.models.base import TextDelta as ModelText
+from cupola.runtime.items import text_of
 from cupola.tools.namespace import served_name
 
-Event = dict[str, Any]
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """The response was created (``status`` queued or in_progress) or began to run."""
+
+    kind: Literal["created", "in_progress"]
+    response: dict[str, Any]
+    """A snapshot of the response body at that moment."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    """An output item begins (a snapshot: the item goes on changing until :class:`ItemDone`)."""
+
+    index: int
+    item: Item
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of an assistant message's text."""
+
+    item_id: str
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDone:
+    """An assistant message's whole text."""
+
+    item_id: str
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentsDelta:
+    """A piece of a function call's arguments (JSON text)."""
+
+    item_id: str
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentsDone:
+    item_id: str
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDone:
+    """An output item is final."""
+
+    index: int
+    item: Item
+
+
+RunEvent = (
+    StatusChanged | ItemAdded | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | ItemDone
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended: the last value of its event stream."""
+
+    status: str
+    """``completed``, ``incomplete`` or ``failed``."""
+    output: list[Item]
+    usage: Usage
+    reports: tuple[CallReport, ...]
+    """Every model call's report, in order."""
+    incomplete_reason: str | None = None
+    """``max_output_tokens`` (also for an item past ``server.max_item_bytes``) or
+    ``max_tool_calls``."""
+    error: ErrorInfo | None = None
+    """What failed a ``failed`` run."""
+    response: dict[str, Any] | None = None
+    """The response body, for a run of the Responses API (final: stored as it is)."""
+
+    def texts(self) -> list[str]:
+        """The text of each assistant message, in order."""
+        return [
+            text_of(item.get("content")) for item in self.output if item.get("type") == "message"
+        ]
+
+    def calls(self) -> list[ToolCall]:
+        """The client function calls the run ended with."""
+        return [
+            ToolCall(item["call_id"], item["name"], item["arguments"])
+            for item in self.output
+            if item.get("type") == "function_call"
+        ]
 
 
 class EventLog:
-    """Numbers events in order. When not streaming, deltas are not built at all."""
+    """Collects a run's events until the loop yields them. When not streaming, none is
+    built: callers test :attr:`streaming` before building one."""
+
+    __slots__ = ("streaming", "pending")
 
     def __init__(self, streaming: bool) -> None:
         self.streaming = streaming
-        self.sequence = 0
-        self.pending: list[Event] = []
+        self.pending: list[RunEvent] = []
 
-    def emit(self, kind: str, **fields: Any) -> None:
-        if self.streaming:
-            self.pending.append({"type": kind, "sequence_number": self.sequence, **fields})
-            self.sequence += 1
-
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[RunEvent]:
         out, self.pending = self.pending, []
         return out
 
@@ -53,9 +165,10 @@ class OutputAssembler:
 
     def _add(self, item: Item) -> None:
         self.items.append(item)
-        self.log.emit("response.output_item.added", output_index=self._index(item), item=dict(item))
+        if self.log.streaming:
+            self.log.pending.append(ItemAdded(self._index(item), dict(item)))
 
-    def text(self, delta: TextDelta) -> None:
+    def text(self, delta: ModelText) -> None:
         if self._message is None:
             self._message = {
                 "id": new_id("msg"),
@@ -65,32 +178,19 @@ class OutputAssembler:
                 "content": [],
             }
             self._add(self._message)
-            self.log.emit(
-                "response.content_part.added",
-                item_id=self._message["id"],
-                output_index=self._index(self._message),
-                content_index=0,
-                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
-            )
         self._text.append(delta.text)
         self._round_text.append(delta.text)
-        self.log.emit(
-            "response.output_text.delta",
-            item_id=self._message["id"],
-            output_index=self._index(self._message),
-            content_index=0,
-            delta=delta.text,
-            logprobs=[],
-        )
+        if self.log.streaming:
+            message = self._message
+            self.log.pending.append(TextDelta(message["id"], self._index(message), delta.text))
 
     def add(self, item: Item) -> None:
         """A finished item made by the platform (a server tool's call, a tool listing)."""
         self.items.append(item)
-        index = self._index(item)
-        self.log.emit(
-            "response.output_item.added", output_index=index, item={**item, "status": "in_progress"}
-        )
-        self.log.emit("response.output_item.done", output_index=index, item=dict(item))
+        if self.log.streaming:
+            index = self._index(item)
+            self.log.pending.append(ItemAdded(index, {**item, "status": "in_progress"}))
+            self.log.pending.append(ItemDone(index, dict(item)))
 
     def tool_call(self, delta: ToolCallDelta, *, server: bool = False) -> None:
         """A fragment of a call; calls of server-side tools are kept back until the round ends
@@ -119,12 +219,10 @@ class OutputAssembler:
             self._add(call)
         if delta.arguments:
             self._args[delta.index].append(delta.arguments)
-            self.log.emit(
-                "response.function_call_arguments.delta",
-                item_id=call["id"],
-                output_index=self._index(call),
-                delta=delta.arguments,
-            )
+            if self.log.streaming:
+                self.log.pending.append(
+                    ArgumentsDelta(call["id"], self._index(call), delta.arguments)
+                )
 
     def _close_message(self, status: str) -> None:
         message = self._message
@@ -133,26 +231,12 @@ class OutputAssembler:
         self._message = None
         text = "".join(self._text)
         self._text = []
-        index = self._index(message)
-        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-        self.log.emit(
-            "response.output_text.done",
-            item_id=message["id"],
-            output_index=index,
-            content_index=0,
-            text=text,
-            logprobs=[],
-        )
-        self.log.emit(
-            "response.content_part.done",
-            item_id=message["id"],
-            output_index=index,
-            content_index=0,
-            part=part,
-        )
         message["content"] = [{"type": "output_text", "text": text, "annotations": []}]
         message["status"] = status
-        self.log.emit("response.output_item.done", output_index=index, item=dict(message))
+        if self.log.streaming:
+            index = self._index(message)
+            self.log.pending.append(TextDone(message["id"], index, text))
+            self.log.pending.append(ItemDone(index, dict(message)))
 
     def end_round(self, status: str = "completed") -> tuple[str, list[ToolCall], list[ToolCall]]:
         """Close this model turn: its text, its client function calls and its server calls."""
@@ -181,13 +265,9 @@ class OutputAssembler:
             call = self._calls[index]
             call["arguments"] = "".join(self._args[index]) or "{}"
             call["status"] = status
-            position = self._index(call)
-            self.log.emit(
-                "response.function_call_arguments.done",
-                item_id=call["id"],
-                output_index=position,
-                arguments=call["arguments"],
-            )
-            self.log.emit("response.output_item.done", output_index=position, item=dict(call))
+            if self.log.streaming:
+                position = self._index(call)
+                self.log.pending.append(ArgumentsDone(call["id"], position, call["arguments"]))
+                self.log.pending.append(ItemDone(position, dict(call)))
         self._calls.clear()
         return self.items

@@ -1,23 +1,103 @@
 """One response's agent loop: call the model; run the server-side tools it calls; call it
-again with their results, until it answers, calls a client function or needs approval."""
+again with their results, until it answers, calls a client function or needs approval.
+
+The loop yields typed run events (runtime/events.py) and leaves its result on itself
+(:attr:`AgentLoop.status`, :attr:`AgentLoop.items`, :attr:`AgentLoop.incomplete_reason`,
+usage and every model call's report); the runner and the stateless run turn that into a
+:class:`~cupola.runtime.events.RunOutcome`. An item that grows past ``server.max_item_bytes``
+(:class:`ItemCap`) ends the run ``incomplete`` here, whatever the protocol.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from cupola.domain.limits import NUL
 from cupola.domain.records import Item
-from cupola.exceptions import ProviderError
-from cupola.models.base import CallReport, ChatMessage, Finish, TextDelta, ToolCall, Usage
-from cupola.runtime.events import Event, OutputAssembler
+from cupola.exceptions import CupolaError, ErrorInfo, ProviderError
+from cupola.models.base import (
+    CallReport,
+    ChatMessage,
+    Finish,
+    Model,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from cupola.runtime.events import OutputAssembler, RunEvent, RunOutcome
 from cupola.runtime.hooks import NO_HOOKS, Api, Hooks, ModelCall, ModelEnd, RunInfo, ToolRun
 from cupola.runtime.prepare import Prepared
-from cupola.runtime.response import report_metadata, usage_object
 from cupola.runtime.tooling import MAX_ROUNDS, ServerFunctions, add_usage, rendered_messages
 from cupola.tools.base import ToolContext, Toolset
 from cupola.tools.registry import ToolEnv
+
+log = logging.getLogger("cupola.runtime")
+
+
+class ItemTooLarge(CupolaError):
+    """A generated item grew past ``server.max_item_bytes``; the response ends incomplete."""
+
+
+class ItemCap(Model):
+    """Wraps a model and stops its reply when one item it is writing (the text of a message,
+    the arguments of a call) grows past ``limit`` bytes. A NUL character in the reply (which
+    no store can hold) becomes U+FFFD."""
+
+    def __init__(self, inner: Model, limit: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.limit = limit
+
+    def check(self, request: ModelRequest) -> None:
+        self.inner.check(request)
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        return await self.inner.count_tokens(request)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        text = 0  # bytes of the message being written
+        calls: dict[int, int] = {}  # bytes of each call's arguments
+        stream = self.inner.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if NUL in event.text:
+                        event = replace(event, text=event.text.replace(NUL, "\ufffd"))
+                    text += len(event.text.encode())
+                    size = text
+                elif isinstance(event, ToolCallDelta):
+                    if NUL in event.arguments:  # (JSON would carry it escaped; raw, it is junk)
+                        event = replace(event, arguments=event.arguments.replace(NUL, "\ufffd"))
+                    text = 0  # a call closes the message; text after it is a new one
+                    size = calls[event.index] = calls.get(event.index, 0) + len(
+                        event.arguments.encode()
+                    )
+                else:
+                    size = 0
+                if size > self.limit:
+                    raise ItemTooLarge(
+                        f"an output item grew past server.max_item_bytes ({self.limit} bytes)",
+                        code="max_item_bytes",
+                    )
+                yield event
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def cap_items(p: Prepared, limit: int | None) -> None:
+    """Wrap the run's model in :class:`ItemCap` (once), when there is a cap."""
+    if limit is not None and not isinstance(p.model, ItemCap):
+        p.model = ItemCap(p.model, limit)
 
 
 def run_info(p: Prepared, api: Api) -> RunInfo:
@@ -73,18 +153,42 @@ class AgentLoop:
         self.offered = ServerFunctions([], set())
         self.reports: list[CallReport] = []
         """Every model call's report, in order (the last is recorded in the metadata)."""
+        self.status = "incomplete"
+        """How the run ended: ``completed`` or ``incomplete`` (errors propagate)."""
+        self.incomplete_reason: str | None = None
+        self.items: list[Item] = output.items
+        """The output items, final once :meth:`run` has ended."""
         self._told = 0
         """Output items already given to the ``on_item`` hooks."""
 
-    async def run(self) -> AsyncIterator[Event]:
-        """Yield events as they happen; leave the outcome on the response body."""
+    def outcome(self, response: dict[str, Any] | None = None) -> RunOutcome:
+        """The ended run (``response``: the Responses body, when there is one)."""
+        return RunOutcome(
+            status=self.status,
+            output=self.items,
+            usage=self.usage,
+            reports=tuple(self.reports),
+            incomplete_reason=self.incomplete_reason,
+            response=response,
+        )
+
+    @staticmethod
+    def failed(error: ErrorInfo, response: dict[str, Any] | None = None) -> RunOutcome:
+        """A run that failed (its output is not kept)."""
+        return RunOutcome("failed", [], Usage(), (), error=error, response=response)
+
+    async def run(self) -> AsyncIterator[RunEvent]:
+        """Yield events as they happen (none when not streaming); leave the result on
+        ``self``. Errors propagate, but for an item past the cap, which ends the run
+        ``incomplete`` with the items finished before it."""
         if self.tools is not None and self.p.server_tools:
             self.toolsets = await self.tools.toolsets(self.p.server_tools, self.p.project)
+        log_ = self.output.log
+        status = "incomplete"
         try:
             await self._start()
-            for event in self.output.log.drain():
+            for event in log_.drain():
                 yield event
-            status = "incomplete"
             for index in range(MAX_ROUNDS):
                 finish: list[Finish] = []
                 async for event in self._model_turn(finish, index):
@@ -96,24 +200,38 @@ class AgentLoop:
                 if status == "incomplete" or not server_calls:
                     break
                 stop = await self._run_calls(text, client_calls, server_calls)
-                for event in self.output.log.drain():
+                for event in log_.drain():
                     yield event
                 if stop:
                     break
             else:
-                self.p.body["incomplete_details"] = {"reason": "max_tool_calls"}
+                self.incomplete_reason = "max_tool_calls"
+        except ItemTooLarge as exc:
+            log.warning("response %s ended incomplete: %s", self.p.body["id"], exc.message)
+            log_.drain()  # the deltas of the item that is not kept
+            self._cut()
+            return
         finally:
             for toolset in self.toolsets:
                 await toolset.aclose()
-        body = self.p.body
-        body["output"] = self.output.finish(status)
-        body["status"] = status
-        if status == "incomplete" and body["incomplete_details"] is None:
-            body["incomplete_details"] = {"reason": "max_output_tokens"}
-        body["usage"] = usage_object(self.usage)
-        extra = report_metadata(self.reports[-1], body["model"]) if self.reports else {}
-        if extra:
-            body["metadata"] = {**body["metadata"], **extra}
+        self.output.finish(status)
+        for event in log_.drain():
+            yield event
+        self.status = status
+        if status == "incomplete" and self.incomplete_reason is None:
+            self.incomplete_reason = "max_output_tokens"
+
+    def _cut(self) -> None:
+        """End incomplete with the items finished before the one that grew too large:
+        nothing half-written is kept."""
+        kept = []
+        for item in self.output.items:
+            if item.get("status") == "in_progress":
+                break
+            kept.append(item)
+        self.items = kept
+        self.status = "incomplete"
+        self.incomplete_reason = "max_output_tokens"
 
     async def _start(self) -> None:
         """Open the toolsets, then run the calls the client approved in this request."""
@@ -147,7 +265,7 @@ class AgentLoop:
             self._told += 1
             await self.hooks.item(self.info, item)
 
-    async def _model_turn(self, finish: list[Finish], index: int) -> AsyncIterator[Event]:
+    async def _model_turn(self, finish: list[Finish], index: int) -> AsyncIterator[RunEvent]:
         base = self.p.model_request
         request = replace(
             base,

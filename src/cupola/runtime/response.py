@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from cupola.exceptions import ErrorInfo
 from cupola.models.base import CallReport, Usage
 
 METADATA_VALUE_CHARS = 512
@@ -20,6 +21,13 @@ def usage_object(usage: Usage) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.input_tokens + usage.output_tokens,
     }
+
+
+def error_object(info: ErrorInfo) -> dict[str, str]:
+    """A failed response's ``error`` (what ``response.failed`` carries): the error's own code,
+    else ``model_error`` for a model's failure and ``server_error`` for anything else."""
+    code = info.code or ("model_error" if info.type == "model_error" else "server_error")
+    return {"code": code, "message": info.message}
 
 
 def reasoning_object(raw: dict[str, Any] | None) -> dict[str, Any] | None:

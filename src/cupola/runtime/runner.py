@@ -10,81 +10,28 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
-from cupola.domain.limits import NUL
-from cupola.exceptions import CupolaError, NotFound, ProviderError, UserError
+from cupola.exceptions import ErrorInfo, NotFound, UserError, classify
 from cupola.ids import now
-from cupola.models.base import Model, ModelEvent, ModelRequest, TextDelta, ToolCallDelta
 from cupola.models.registry import ModelRegistry
-from cupola.runtime.events import Event, EventLog, OutputAssembler
+from cupola.runtime.events import EventLog, OutputAssembler, RunEvent, RunOutcome, StatusChanged
 from cupola.runtime.hooks import NO_HOOKS, Api, Hooks, RunEnd, RunInfo
-from cupola.runtime.loop import AgentLoop, run_info
+from cupola.runtime.loop import AgentLoop, ItemCap, ItemTooLarge, cap_items, run_info
 from cupola.runtime.prepare import Prepared, Preparer
 from cupola.runtime.request import CreateResponse
+from cupola.runtime.response import error_object, report_metadata, usage_object
 from cupola.runtime.stateless import StatelessRun
 from cupola.store import Store
 from cupola.tools.registry import ToolEnv
 
 log = logging.getLogger("cupola.runtime")
 TERMINAL = ("completed", "failed", "incomplete", "cancelled")
+__all__ = ["ItemCap", "ItemTooLarge", "Runner", "TERMINAL"]
 
 
 def _snapshot(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "output": list(body["output"])}
-
-
-class ItemTooLarge(CupolaError):
-    """A generated item grew past ``server.max_item_bytes``; the response ends incomplete."""
-
-
-class ItemCap(Model):
-    """Wraps a model and stops its reply when one item it is writing (the text of a message,
-    the arguments of a call) grows past ``limit`` bytes. A NUL character in the reply (which
-    no store can hold) becomes U+FFFD."""
-
-    def __init__(self, inner: Model, limit: int) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.limit = limit
-
-    def check(self, request: ModelRequest) -> None:
-        self.inner.check(request)
-
-    async def count_tokens(self, request: ModelRequest) -> int | None:
-        return await self.inner.count_tokens(request)
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        text = 0  # bytes of the message being written
-        calls: dict[int, int] = {}  # bytes of each call's arguments
-        stream = self.inner.stream(request)
-        try:
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    if NUL in event.text:
-                        event = replace(event, text=event.text.replace(NUL, "\ufffd"))
-                    text += len(event.text.encode())
-                    size = text
-                elif isinstance(event, ToolCallDelta):
-                    if NUL in event.arguments:  # (JSON would carry it escaped; raw, it is junk)
-                        event = replace(event, arguments=event.arguments.replace(NUL, "\ufffd"))
-                    text = 0  # a call closes the message; text after it is a new one
-                    size = calls[event.index] = calls.get(event.index, 0) + len(
-                        event.arguments.encode()
-                    )
-                else:
-                    size = 0
-                if size > self.limit:
-                    raise ItemTooLarge(
-                        f"an output item grew past server.max_item_bytes ({self.limit} bytes)",
-                        code="max_item_bytes",
-                    )
-                yield event
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
 
 
 class Runner:
@@ -144,11 +91,11 @@ class Runner:
         self._background[prepared.body["id"]] = asyncio.create_task(work())
         return queued
 
-    def follow(self, prepared: Prepared) -> AsyncIterator[Event]:
+    def follow(self, prepared: Prepared) -> AsyncIterator[RunEvent | RunOutcome]:
         """Run a stored background response in a task of its own and stream its events.
         A client that goes away stops listening, not the run: the response still reaches a
         terminal status (or is cancelled) and can be polled."""
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        queue: asyncio.Queue[RunEvent | RunOutcome | None] = asyncio.Queue()
         listening = True
         response_id = prepared.body["id"]
 
@@ -163,7 +110,7 @@ class Runner:
 
         self._background[response_id] = asyncio.create_task(work())
 
-        async def events() -> AsyncIterator[Event]:
+        async def events() -> AsyncIterator[RunEvent | RunOutcome]:
             nonlocal listening
             try:
                 while (event := await queue.get()) is not None:
@@ -194,44 +141,45 @@ class Runner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def stateless(self, prepared: Prepared, api: Api) -> StatelessRun:
-        """A Chat Completions or Messages run of ``prepared``: nothing stored, same hooks."""
+        """A Chat Completions or Messages run of ``prepared``: nothing stored, same hooks,
+        same item cap."""
+        cap_items(prepared, self.max_item_bytes)
         return StatelessRun(prepared, self.tools, hooks=self.hooks, api=api)
 
-    async def run(self, p: Prepared) -> AsyncIterator[Event]:
-        """Run the model; yield SSE events when streaming; persist the outcome."""
-        body, events = p.body, EventLog(p.stream)
+    async def run(self, p: Prepared) -> AsyncIterator[RunEvent | RunOutcome]:
+        """Run the model and persist the result. Yields the run's events when the request
+        streams (:class:`StatusChanged` created and in_progress first), and always ends with
+        its :class:`RunOutcome` (``outcome.response`` is the body, as stored). A failure of
+        the model, a tool or a hook fails the response; it is not raised."""
+        body, streaming = p.body, p.stream
         started = time.perf_counter()
-        body["status"] = "queued" if p.background else "in_progress"
-        events.emit("response.created", response=_snapshot(body))
-        body["status"] = "in_progress"
-        events.emit("response.in_progress", response=_snapshot(body))
-        for event in events.drain():
-            yield event
-
-        output = OutputAssembler(events)
+        if streaming:
+            body["status"] = "queued" if p.background else "in_progress"
+            yield StatusChanged("created", _snapshot(body))
+            body["status"] = "in_progress"
+            yield StatusChanged("in_progress", _snapshot(body))
+        else:
+            body["status"] = "in_progress"
+        cap_items(p, self.max_item_bytes)
         clock: list[float] = []
-        if self.max_item_bytes is not None and not isinstance(p.model, ItemCap):
-            p.model = ItemCap(p.model, self.max_item_bytes)
         info = run_info(p, "responses")
-        loop = AgentLoop(p, output, clock, self.tools, hooks=self.hooks, run=info)
+        loop = AgentLoop(
+            p, OutputAssembler(EventLog(streaming)), clock, self.tools, hooks=self.hooks, run=info
+        )
         error: Exception | None = None
+        failure: ErrorInfo | None = None
         try:
             await self.hooks.run_start(info)
             async for event in loop.run():
                 yield event
+            self._finish(body, loop)
         except (asyncio.CancelledError, GeneratorExit):
             await self._cancelled(info, loop, started)
             raise
-        except ItemTooLarge as exc:
-            log.warning("response %s ended incomplete: %s", body["id"], exc.message)
-            events.drain()  # the deltas of the item that is not kept
-            self._cut(body, output)
-        except Exception as exc:  # a model failure ends the response, never the server
-            if not isinstance(exc, CupolaError):
-                log.exception("model %s failed", p.model.name)
-            events.drain()
-            self._fail(body, exc)
-            error = exc
+        except Exception as exc:  # the model, tools and hooks: a failure ends the response
+            failure, error = self._fail(body, exc), exc
+            if not failure.expected:
+                log.error("response %s: model %s failed", body["id"], p.model.name, exc_info=exc)
         model_done = time.perf_counter()
         body["completed_at"] = now() if body["status"] == "completed" else None
         body["timings"] = {
@@ -241,10 +189,9 @@ class Runner:
         try:
             await self._persist(p)
         except NotFound as exc:  # e.g. the conversation was deleted while the model ran
-            if not p.stream:
+            if not streaming:
                 raise
-            self._fail(body, exc)
-            error = exc
+            failure, error = self._fail(body, exc), exc
         if self.hooks.run_end_used:
             end = RunEnd(
                 status=body["status"],
@@ -255,12 +202,10 @@ class Runner:
                 ms=(time.perf_counter() - started) * 1000,
             )
             await self.hooks.run_end(info, end)
-        for event in events.drain():
-            yield event
-        terminal = {"completed": "response.completed", "incomplete": "response.incomplete"}
-        events.emit(terminal.get(body["status"], "response.failed"), response=_snapshot(body))
-        for event in events.drain():
-            yield event
+        if failure is not None:
+            yield AgentLoop.failed(failure, body)
+        else:
+            yield loop.outcome(body)
 
     async def _cancelled(self, info: RunInfo, loop: AgentLoop, started: float) -> None:
         """Tell the hooks a run was cancelled (a background cancel, a stream left early)."""
@@ -276,28 +221,25 @@ class Runner:
         await self.hooks.run_end(info, end)
 
     @staticmethod
-    def _cut(body: dict[str, Any], output: OutputAssembler) -> None:
-        """End the response incomplete with the items finished before the one that grew too
-        large: nothing half-written is kept."""
-        kept = []
-        for item in output.items:
-            if item.get("status") == "in_progress":
-                break
-            kept.append(item)
-        body["output"] = kept
-        body["status"] = "incomplete"
-        body["incomplete_details"] = {"reason": "max_output_tokens"}
+    def _finish(body: dict[str, Any], loop: AgentLoop) -> None:
+        """Write the loop's result on the response body."""
+        body["output"] = loop.items
+        body["status"] = loop.status
+        if loop.incomplete_reason is not None:
+            body["incomplete_details"] = {"reason": loop.incomplete_reason}
+        body["usage"] = usage_object(loop.usage)
+        extra = report_metadata(loop.reports[-1], body["model"]) if loop.reports else {}
+        if extra:
+            body["metadata"] = {**body["metadata"], **extra}
 
     @staticmethod
-    def _fail(body: dict[str, Any], exc: Exception) -> None:
+    def _fail(body: dict[str, Any], exc: Exception) -> ErrorInfo:
+        info = classify(exc)
         body["status"] = "failed"
         body["output"] = []
         body["usage"] = None
-        code = "model_error" if isinstance(exc, ProviderError) else "server_error"
-        if isinstance(exc, CupolaError) and exc.code:
-            code = exc.code
-        message = exc.message if isinstance(exc, CupolaError) else "the model failed unexpectedly"
-        body["error"] = {"code": code, "message": message}
+        body["error"] = error_object(info)
+        return info
 
     async def _persist(self, p: Prepared) -> None:
         body = p.body

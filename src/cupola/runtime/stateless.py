@@ -2,27 +2,26 @@
 Messages endpoints share.
 
 Those endpoints translate their body into a :class:`CreateResponse` (``store=false``), prepare
-it as the Responses API does, and run it through the same agent loop; this module turns the
-loop's Responses events into three neutral events (text, the start of a client function call,
-a fragment of its arguments) and the finished response into an :class:`Outcome`. ``model``
-names a deployment or an agent (``name`` or ``name:version``).
+it as the Responses API does, and run it through the same agent loop, which yields the same
+typed events (runtime/events.py) and ends in a :class:`RunOutcome`; the server renders them
+as Chat Completions chunks or Anthropic events. ``model`` names a deployment or an agent
+(``name`` or ``name:version``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
 from cupola.domain.records import Item
 from cupola.exceptions import NotFound, ProviderError, UserError
-from cupola.models.base import CallReport, ToolCall, Usage
+from cupola.models.base import CallReport, ToolCall
 from cupola.models.registry import ModelRegistry
-from cupola.runtime.events import Event, EventLog, OutputAssembler
+from cupola.runtime.events import EventLog, OutputAssembler, RunEvent, RunOutcome
 from cupola.runtime.hooks import NO_HOOKS, Api, Hooks, RunEnd
-from cupola.runtime.items import text_of
 from cupola.runtime.loop import AgentLoop, run_info
 from cupola.runtime.prepare import Prepared
 from cupola.runtime.request import AgentReference
@@ -67,48 +66,6 @@ async def resolve_target(store: Store, models: ModelRegistry, project: str, name
     return Target(agent=AgentReference(name=found.name, version=str(found.version)))
 
 
-@dataclass(frozen=True, slots=True)
-class TextStart:
-    """A new assistant message begins (a later one follows a server-side tool's result)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TextPiece:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallStart:
-    """A client function call begins; ``index`` counts the reply's client calls from 0."""
-
-    index: int
-    call_id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallPiece:
-    index: int
-    arguments: str
-
-
-ClientEvent = TextStart | TextPiece | CallStart | CallPiece
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A finished run, as the client endpoints report it."""
-
-    texts: list[str]
-    """The text of each assistant message, in order."""
-    calls: list[ToolCall]
-    """The client function calls the reply ends with."""
-    finish: str
-    """``stop``, ``length`` or ``tool_calls``."""
-    usage: Usage
-    report: CallReport
-
-
 def merge_reports(reports: list[CallReport], requested: str) -> CallReport:
     """One report for every model call of a run: the last call's deployment and route,
     attempts summed, adjustments gathered (each once)."""
@@ -127,28 +84,15 @@ def merge_reports(reports: list[CallReport], requested: str) -> CallReport:
     )
 
 
-@dataclass(slots=True)
-class _Translation:
-    """Responses events -> client events, numbering client calls by their item id."""
-
-    calls: dict[str, int] = field(default_factory=dict)
-
-    def events(self, event: Event) -> list[ClientEvent]:
-        kind = event["type"]
-        if kind == "response.output_text.delta":
-            return [TextPiece(event["delta"])]
-        if kind == "response.function_call_arguments.delta":
-            index = self.calls.get(event["item_id"])
-            return [] if index is None else [CallPiece(index, event["delta"])]
-        if kind != "response.output_item.added":
-            return []
-        item = event["item"]
-        if item.get("type") == "message":
-            return [TextStart()]
-        if item.get("type") != "function_call":
-            return []
-        index = self.calls[item["id"]] = len(self.calls)
-        return [CallStart(index, item["call_id"], item["name"])]
+def finish_reason(outcome: RunOutcome) -> str:
+    """Why the reply ended, as Chat Completions says it (Messages maps it): ``length`` for a
+    reply cut at its token limit (or at the item cap), ``tool_calls`` when it ends with
+    client function calls, else ``stop``."""
+    if outcome.status == "incomplete" and outcome.incomplete_reason == "max_output_tokens":
+        return "length"
+    if any(item.get("type") == "function_call" for item in outcome.output):
+        return "tool_calls"
+    return "stop"
 
 
 class StatelessRun:
@@ -166,7 +110,7 @@ class StatelessRun:
             raise ValueError("a stateless run takes an unstored, foreground request")
         self.prepared = prepared
         self.requested = prepared.model.name
-        self.tools = tools
+        """The deployment the request named (wrappers may serve it from another)."""
         self.hooks = hooks
         self.info = run_info(prepared, api)
         self.loop = AgentLoop(
@@ -178,82 +122,44 @@ class StatelessRun:
             run=self.info,
         )
 
-    @property
-    def reports(self) -> list[CallReport]:
-        """Every model call's report, in order."""
-        return self.loop.reports
-
-    async def events(self) -> AsyncIterator[ClientEvent]:
-        """Run to the end, yielding client events (none when the request does not stream).
-        Errors propagate: a bad request as :class:`UserError`, a failed model as
-        :class:`ProviderError`."""
-        p = self.prepared
-        translation = _Translation()
+    async def events(self) -> AsyncIterator[RunEvent | RunOutcome]:
+        """Run to the end: the run's events (none when the request does not stream), then
+        its :class:`RunOutcome`. Errors propagate: a bad request as :class:`UserError`, a
+        failed model as :class:`ProviderError` (the caller classifies them)."""
         started = time.perf_counter()
         status, error = "cancelled", None
         try:
             await self.hooks.run_start(self.info)
             async for event in self.loop.run():
-                for client_event in translation.events(event):
-                    yield client_event
-            _refuse_approvals(p.body["output"])
-            status = p.body["status"]
-        except Exception as exc:
+                yield event
+            _refuse_approvals(self.loop.items)
+            status = self.loop.status
+        except Exception as exc:  # told to the hooks, then raised to the caller
             status, error = "failed", exc
             raise
         finally:
             if self.hooks.run_end_used:
                 end = RunEnd(
                     status=status,
-                    output=tuple(self.loop.output.items),
+                    output=tuple(self.loop.items),
                     usage=self.loop.usage,
                     reports=tuple(self.loop.reports),
                     error=error,
                     ms=(time.perf_counter() - started) * 1000,
                 )
                 await self.hooks.run_end(self.info, end)
+        yield self.loop.outcome()
 
-    async def run(self) -> Outcome:
-        async for _ in self.events():
-            pass
-        return self.outcome()
+    async def run(self) -> RunOutcome:
+        """Run to the end (the request does not stream)."""
+        async for event in self.events():
+            if isinstance(event, RunOutcome):
+                return event
+        raise AssertionError("a run ends with its outcome")
 
-    def report(self) -> CallReport:
-        return merge_reports(self.reports, self.requested)
-
-    def outcome(self) -> Outcome:
-        body = self.prepared.body
-        texts: list[str] = []
-        calls: list[ToolCall] = []
-        for item in body["output"]:
-            if item.get("type") == "message":
-                texts.append(text_of(item.get("content")))
-            elif item.get("type") == "function_call":
-                calls.append(ToolCall(item["call_id"], item["name"], item["arguments"]))
-        if (
-            body["status"] == "incomplete"
-            and (body.get("incomplete_details") or {}).get("reason") == "max_output_tokens"
-        ):
-            finish = "length"
-        elif calls:
-            finish = "tool_calls"
-        else:
-            finish = "stop"
-        usage = body.get("usage") or {}
-        return Outcome(
-            texts=texts,
-            calls=calls,
-            finish=finish,
-            usage=Usage(
-                input_tokens=usage.get("input_tokens", 0),
-                output_tokens=usage.get("output_tokens", 0),
-                cached_tokens=(usage.get("input_tokens_details") or {}).get("cached_tokens", 0),
-                reasoning_tokens=(usage.get("output_tokens_details") or {}).get(
-                    "reasoning_tokens", 0
-                ),
-            ),
-            report=self.report(),
-        )
+    def report(self, outcome: RunOutcome) -> CallReport:
+        """One report for the run's model calls (see :func:`merge_reports`)."""
+        return merge_reports(list(outcome.reports), self.requested)
 
 
 def _refuse_approvals(output: list[Item]) -> None:

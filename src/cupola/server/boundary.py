@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 
 from cupola.server.errors import error_response
+from cupola.server.render.errors import classified, openai_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,11 +66,8 @@ class ErrorBoundary:
             await self.app(scope, receive, watch)
         except ClientDisconnect:
             log.debug("client disconnected: %s %s", scope["method"], scope["path"])
-        except Exception as exc:
+        except Exception as exc:  # the app as a whole is the call this guards
             if started:
                 raise
-            log.exception("unhandled error: %s %s", scope["method"], scope["path"], exc_info=exc)
-            response = error_response(
-                500, "internal server error", "server_error", None, "server_error"
-            )
-            await response(scope, receive, send)
+            info = classified(exc, f"{scope['method']} {scope['path']}")
+            await openai_error(info)(scope, receive, send)

@@ -1,19 +1,18 @@
-"""Every error leaves the server in the OpenAI error shape, with the right status."""
+"""Every error leaves the server in the OpenAI error shape, with the right status: the
+exception handlers the app installs (classification: :func:`cupola.exceptions.classify`;
+rendering: server/render/errors.py)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cupola.exceptions import CupolaError
-
-log = logging.getLogger("cupola.server")
+from cupola.exceptions import CupolaError, ErrorInfo
+from cupola.server.render.errors import classified, openai_body, openai_error
 
 _HTTP_CODES = {
     404: ("invalid_request_error", "not_found"),
@@ -23,21 +22,15 @@ _HTTP_CODES = {
 
 
 def error_body(message: str, error_type: str, param: str | None, code: str | None) -> bytes:
-    return orjson.dumps(
-        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    )
+    """The OpenAI error body (the access middleware answers with it too)."""
+    return openai_body(message, error_type, param, code)
 
 
 def error_response(
     status: int, message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> Response:
-    headers = {"x-should-retry": "false"} if 400 <= status < 500 and status != 429 else None
-    return Response(
-        error_body(message, error_type, param, code or error_type),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    """An OpenAI JSON error for an error no exception stands for (a refused URL ...)."""
+    return openai_error(ErrorInfo(status, error_type, code, message, param))
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "any"})
@@ -73,11 +66,9 @@ def validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}" if param else message), param
 
 
-async def handle_cupola_error(_request: Request, exc: Exception) -> Response:
+async def handle_cupola_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CupolaError)
-    if exc.status_code >= 500:
-        log.error("%s: %s", type(exc).__name__, exc.message)
-    return error_response(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+    return openai_error(classified(exc, f"{request.method} {request.url.path}"))
 
 
 async def handle_validation_error(_request: Request, exc: Exception) -> Response:

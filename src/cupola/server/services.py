@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -14,6 +14,7 @@ from cupola.runtime.services.agents import AgentService
 from cupola.runtime.services.connections import ConnectionService
 from cupola.runtime.services.files import FileService
 from cupola.runtime.services.labels import LabelService
+from cupola.runtime.services.responses import ResponseService
 from cupola.runtime.services.toolboxes import ToolboxService
 from cupola.server.middleware import KEY_SCOPE
 from cupola.settings import Settings
@@ -33,6 +34,11 @@ class Services:
     labels: LabelService
     files: FileService
     connections: ConnectionService
+    responses: ResponseService = field(init=False)
+    """Runs responses (and Chat Completions and Messages requests) over ``runner``."""
+
+    def __post_init__(self) -> None:
+        self.responses = ResponseService(self.runner)
 
     def project(self, request: Request) -> str:
         """The project a request addresses (``/v1`` is the default project)."""

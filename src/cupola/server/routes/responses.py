@@ -1,31 +1,22 @@
-"""``/responses``: create (JSON or SSE), retrieve, delete, cancel, input_items."""
+"""``/responses``: create (JSON or SSE), retrieve, delete, cancel, input_items. Runs go
+through the response service (runtime/services/responses.py); their events are rendered by
+server/render/responses_sse.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from cupola.exceptions import NotFound
-from cupola.runtime.events import Event
 from cupola.runtime.request import CreateResponse
 from cupola.server.http import JSONResponse, list_envelope, parse_body, query_int, query_order
 from cupola.server.openapi import PAGE, api
+from cupola.server.render.responses_sse import sse
 from cupola.server.schemas.common import Deleted
 from cupola.server.schemas.objects import ItemPage
 from cupola.server.schemas.responses import ResponseObject
 from cupola.server.services import Services
-
-
-def sse(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    async def frames() -> AsyncIterator[bytes]:
-        async for event in events:
-            yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-
-    return frames()
 
 
 def routes(s: Services) -> list[Route]:
@@ -39,15 +30,9 @@ def routes(s: Services) -> list[Route]:
         project = s.project(request)
         req = await parse_body(request, CreateResponse)
         if not req.stream:
-            return JSONResponse(await s.runner.create(project, req))
-        prepared = await s.runner.prepare(project, req)
-        if prepared.background:  # runs to its end even if the client leaves
-            await s.runner.save_queued(prepared)
-            events = s.runner.follow(prepared)
-        else:
-            events = s.runner.run(prepared)
+            return JSONResponse(await s.responses.create(project, req))
         return StreamingResponse(
-            sse(events),
+            sse(await s.responses.stream(project, req)),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -65,7 +50,7 @@ def routes(s: Services) -> list[Route]:
 
     @api(response=ResponseObject, summary="Cancel a background response.")
     async def cancel(request: Request) -> Response:
-        body = await s.runner.cancel(s.project(request), request.path_params["response_id"])
+        body = await s.responses.cancel(s.project(request), request.path_params["response_id"])
         return JSONResponse(body)
 
     @api(response=ItemPage, query=PAGE, summary="List a response's input items.")
