@@ -31,6 +31,8 @@ class RunInfo:
     store: bool
     input_items: tuple[Item, ...]
     """The items this request added (history from earlier turns excluded)."""
+    agent_version: str | None = None
+    """The agent version the run uses, when the runtime knows it (None otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,9 @@ class ModelEnd:
     error: Exception | None
     ms: float
     """Wall time of the call, in milliseconds."""
+    first_token_ms: float | None = None
+    """Milliseconds from the call's start to its first text or tool-call fragment, when the
+    runtime measured it (None otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)

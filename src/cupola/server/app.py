@@ -35,12 +35,14 @@ from cupola.server.routes import (
     model_list,
     responses,
     toolboxes,
+    traces,
 )
 from cupola.server.services import Services
 from cupola.server.toolbox_mcp import ToolboxMcp
 from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
+from cupola.telemetry import Telemetry, TraceContext
 from cupola.tools.code_interpreter import check_sandbox
 from cupola.tools.registry import ToolEnv, normalize_server_tool
 
@@ -67,6 +69,12 @@ def build_services(
     secrets = ConnectionSecrets(store)  # tools' and deployments' credentials alike
     models = models or ModelRegistry(settings, secrets=secrets)
     tools = ToolEnv(settings, store, secrets=secrets)
+    telemetry = (
+        Telemetry(settings, store, redact=box.registry.redact)
+        if settings.telemetry.enabled
+        else None
+    )
+    hooks = [*(telemetry.hooks if telemetry else ()), *hooks]
     runner = Runner(
         store,
         models,
@@ -75,7 +83,7 @@ def build_services(
         max_item_bytes=settings.server.max_item_bytes,
         hooks=Hooks([ModelCallLog(), *hooks]),
     )
-    return Services(settings, store, models, runner, tools)
+    return Services(settings, store, models, runner, tools, telemetry)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Any:
@@ -89,6 +97,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *containers.routes(s),
         *chat.routes(s),
         *model_list.routes(s),
+        *traces.response_routes(s),
     ]
     anthropic_routes = anthropic.routes(s)
     project_routes: list[BaseRoute] = [
@@ -99,6 +108,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *connections.routes(s),
         *toolboxes.routes(s, normalize_server_tool),
         *labels.routes(s),
+        *traces.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [
@@ -114,11 +124,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await s.store.open()
         await check_sandbox(settings.code_interpreter, settings.data_dir)  # warns if unsafe
+        if s.telemetry is not None:
+            await s.telemetry.start()
         try:
             async with toolbox_mcp.running():
                 yield
         finally:
             await s.runner.aclose()
+            if s.telemetry is not None:  # flushes queued spans while the store is open
+                await s.telemetry.aclose()
             await s.tools.aclose()
             await s.models.aclose()
             await s.store.close()
@@ -140,4 +154,5 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         cors_origins=settings.server.cors_origins,
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
     )
-    return AccessLog(served_app) if settings.server.access_log else served_app
+    traced: Any = TraceContext(served_app) if s.telemetry is not None else served_app
+    return AccessLog(traced) if settings.server.access_log else traced

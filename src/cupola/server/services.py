@@ -11,6 +11,7 @@ from cupola.models.registry import ModelRegistry
 from cupola.runtime.runner import Runner
 from cupola.settings import Settings
 from cupola.store import SqlStore
+from cupola.telemetry import Telemetry
 from cupola.tools.registry import ToolEnv
 
 
@@ -21,6 +22,8 @@ class Services:
     models: ModelRegistry
     runner: Runner
     tools: ToolEnv
+    telemetry: Telemetry | None = None
+    """Tracing (None when ``telemetry.enabled`` is off)."""
 
     def project(self, request: Request) -> str:
         """The project a request addresses (``/v1`` is the default project)."""
