@@ -1,6 +1,9 @@
-"""One server's telemetry: its own ``TracerProvider`` (never the process-global one, so two
-apps in one process, or a test and the app it drives, stay apart), the processors that store
-and export finished spans, the tracing hook, and the retention purge."""
+"""One server's telemetry: its own span processors (never the process-global
+``TracerProvider``, so two apps in one process, or a test and the app it drives, stay apart)
+that store and export finished spans, the tracing hook, and the retention purge.
+
+Every span is recorded (a caller's "not sampled" flag does not stop cupola's own records).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,8 @@ from collections.abc import Callable
 
 import anyio.to_thread
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from cupola import __version__
 from cupola.hooks import RunHooks
@@ -68,16 +70,12 @@ class Telemetry:
         config = settings.telemetry
         self.config = config
         self.store = store
-        self.provider = TracerProvider(
-            sampler=ALWAYS_ON,  # a caller's "not sampled" flag does not stop cupola's records
-            resource=Resource.create(
-                {
-                    "service.name": "cupola",
-                    "service.version": __version__,
-                    "cupola.project": settings.project,
-                }
-            ),
-            id_generator=RequestIdGenerator(),
+        self.resource = Resource.create(
+            {
+                "service.name": "cupola",
+                "service.version": __version__,
+                "cupola.project": settings.project,
+            }
         )
         delay_ms = config.export_delay_seconds * 1000
         sinks: list[SpanExporter] = []
@@ -87,24 +85,30 @@ class Telemetry:
         if remote is not None:
             sinks.append(remote)
         sinks += exporters
-        for sink in sinks:
-            self.provider.add_span_processor(
-                BatchSpanProcessor(
-                    sink,
-                    max_queue_size=MAX_QUEUE,
-                    schedule_delay_millis=delay_ms,
-                    max_export_batch_size=BATCH,
-                )
+        self.processors = tuple(
+            BatchSpanProcessor(
+                sink,
+                max_queue_size=MAX_QUEUE,
+                schedule_delay_millis=delay_ms,
+                max_export_batch_size=BATCH,
             )
+            for sink in sinks
+        )
         self.exporting_to = remote
         self.hook = TracingHooks(
-            self.provider.get_tracer("cupola", __version__),
+            self._finished,
+            resource=self.resource,
+            ids=RequestIdGenerator(),
             providers={d.name: d.provider for d in settings.deployments},
             redact=redact,
             capture_content=config.capture_content,
         )
         self._stop = threading.Event()
         self._purger: threading.Thread | None = None
+
+    def _finished(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            processor.on_end(span)
 
     @property
     def hooks(self) -> list[RunHooks]:
@@ -138,7 +142,7 @@ class Telemetry:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Write and export every finished span now (blocking)."""
-        return self.provider.force_flush(timeout_millis)
+        return all(p.force_flush(timeout_millis) for p in self.processors)
 
     async def aclose(self) -> None:
         """Stop the purge; flush and shut the processors down (before the store closes)."""
@@ -146,4 +150,5 @@ class Telemetry:
         purger, self._purger = self._purger, None
         if purger is not None:
             await anyio.to_thread.run_sync(purger.join, 10.0)
-        await anyio.to_thread.run_sync(self.provider.shutdown)
+        for processor in self.processors:
+            await anyio.to_thread.run_sync(processor.shutdown)
