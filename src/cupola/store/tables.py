@@ -202,6 +202,9 @@ vector_store_file_batches = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+RUN_SPAN = sa.text("operation = 'invoke_agent'")
+"""The condition of the partial indexes on ``spans``."""
+
 # Trace spans (cupola.telemetry): one row per finished span. The run's span (operation
 # ``invoke_agent``) carries the columns the traces list filters on; ``seq`` orders and pages
 # the list (a span is written once, when it ends, so ``seq`` follows end time).
@@ -233,9 +236,23 @@ spans = sa.Table(
     sa.Column("attributes", Json, nullable=False),
     sa.Column("events", Json, nullable=False),
     sa.UniqueConstraint("trace_id", "span_id", name="uq_spans_trace_span"),
-    sa.Index("ix_spans_runs", "project", "operation", "seq"),
-    sa.Index("ix_spans_agent", "project", "agent_name", "seq"),
-    sa.Index("ix_spans_response", "response_id"),
-    sa.Index("ix_spans_conversation", "conversation_id"),
+    # Partial: only runs' spans are listed and filtered, so model and tool spans (most
+    # rows) cost no entry in these (queries must spell the condition out as a literal).
+    sa.Index("ix_spans_runs", "project", "seq", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
+    sa.Index(
+        "ix_spans_agent",
+        "project",
+        "agent_name",
+        "seq",
+        sqlite_where=RUN_SPAN,
+        postgresql_where=RUN_SPAN,
+    ),
+    sa.Index("ix_spans_response", "response_id", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
+    sa.Index(
+        "ix_spans_conversation",
+        "conversation_id",
+        sqlite_where=RUN_SPAN,
+        postgresql_where=RUN_SPAN,
+    ),
     sa.Index("ix_spans_end", "end_ns"),
 )

@@ -17,6 +17,8 @@ from cupola.store.tables import spans
 
 RUN_OPERATION = "invoke_agent"
 """The operation of a run's span: what the traces list lists."""
+IS_RUN = spans.c.operation == sa.literal_column("'invoke_agent'")
+"""The partial indexes' condition, as a literal (a bound parameter would not match it)."""
 PURGE_CHUNK = 5000
 """Rows deleted per transaction by :meth:`TraceStore.purge_spans_sync` (a short lock each)."""
 
@@ -134,9 +136,7 @@ class TraceStore(SqlBase):
         span id of the last run of the previous page."""
 
         def run(conn: sa.Connection) -> Page[SpanRecord]:
-            query = sa.select(spans).where(
-                spans.c.project == project, spans.c.operation == RUN_OPERATION
-            )
+            query = sa.select(spans).where(spans.c.project == project, IS_RUN)
             for column, value in (
                 (spans.c.agent_name, where.agent_name),
                 (spans.c.agent_version, where.agent_version),
@@ -152,9 +152,7 @@ class TraceStore(SqlBase):
                 query = query.where(spans.c.start_ns < where.end_ns)
             if after is not None:
                 cursor = sa.select(spans.c.seq).where(
-                    spans.c.span_id == after,
-                    spans.c.project == project,
-                    spans.c.operation == RUN_OPERATION,
+                    spans.c.span_id == after, spans.c.project == project, IS_RUN
                 )
                 query = query.where(spans.c.seq < cursor.scalar_subquery())
             rows = list(conn.execute(query.order_by(spans.c.seq.desc()).limit(limit + 1)))
@@ -185,11 +183,7 @@ class TraceStore(SqlBase):
         def run(conn: sa.Connection) -> str | None:
             found: str | None = conn.execute(
                 sa.select(spans.c.trace_id)
-                .where(
-                    spans.c.response_id == response_id,
-                    spans.c.project == project,
-                    spans.c.operation == RUN_OPERATION,
-                )
+                .where(spans.c.response_id == response_id, spans.c.project == project, IS_RUN)
                 .order_by(spans.c.seq.desc())
                 .limit(1)
             ).scalar()

@@ -33,7 +33,7 @@ def span_record(span: ReadableSpan, default_project: str) -> SpanRecord:
     """A finished span as the store keeps it."""
     context = span.context
     assert context is not None  # an SDK span always has one
-    attributes = {k: _value(v) for k, v in (span.attributes or {}).items()}
+    attributes = dict(span.attributes or {})  # sequences stay tuples: orjson writes lists
     operation = _text(attributes, gen_ai.GEN_AI_OPERATION_NAME, 32)
     run = operation == "invoke_agent"
     outcome = attributes.get("cupola.run.status") if run else attributes.get("cupola.tool.outcome")
