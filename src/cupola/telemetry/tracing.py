@@ -69,6 +69,8 @@ REQUEST_PARAMS: tuple[tuple[str, str], ...] = (
 
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+MAX_OPEN_RUNS = 100_000
+"""Runs recorded at once; beyond it the oldest open run is dropped (its end never came)."""
 
 
 def provider_name(provider: str) -> str:
@@ -207,6 +209,8 @@ class TracingHooks(RunHooks):
         trace_id = parent.trace_id if parent is not None else self.ids.generate_trace_id()
         draft = self._draft(name, SpanKind.INTERNAL, attributes)
         context = SpanContext(trace_id, draft.span_id, False, _SAMPLED)
+        if len(self._runs) >= MAX_OPEN_RUNS:  # a run whose end never came: forget the oldest
+            self._runs.pop(next(iter(self._runs)))
         self._runs[run.response_id] = _Run(trace_id, parent, draft, context, provider)
 
     async def on_run_end(self, run: RunInfo, end: RunEnd) -> None:
