@@ -376,6 +376,62 @@ class CodeInterpreterSettings(_Section):
     server's user, seeing its files, environment and network) instead of refusing them."""
 
 
+class TelemetrySettings(_Section):
+    """Traces of every run (OpenTelemetry, GenAI semantic conventions): kept in cupola's own
+    store and, when an endpoint is set, exported over OTLP (docs/observability.md)."""
+
+    enabled: bool = True
+    """Trace every run: an ``invoke_agent`` span, a ``chat`` span per model call, an
+    ``execute_tool`` span per server-side tool call."""
+    capture_content: bool = False
+    """Also record message content, tool arguments and tool results in spans (the
+    conventions' opt-in). Connection secrets are redacted from spans either way."""
+    store: bool = True
+    """Keep spans in cupola's database, for the traces API (``/traces``)."""
+    retention_days: float = Field(default=14.0, ge=0)
+    """Stored spans older than this are deleted (checked at start-up and hourly); ``0`` keeps
+    them forever."""
+    export_delay_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Finished spans are written (and exported) in batches at most this long after they end,
+    off the request path."""
+    otlp_endpoint: str | None = None
+    """An OTLP collector to export spans to as well (Jaeger, Tempo, an OpenTelemetry
+    Collector, Azure Monitor's, Langfuse's, Phoenix's ...): ``http://host:4317`` for gRPC, the
+    base URL ``http://host:4318`` for HTTP (``/v1/traces`` is appended unless the URL ends with
+    it). Unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else ``OTEL_EXPORTER_OTLP_ENDPOINT``;
+    neither set: no export."""
+    otlp_protocol: Literal["grpc", "http/protobuf"] | None = None
+    """How to reach the collector. Unset: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``, else
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``http/protobuf``."""
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every export (a collector's API key: write ``${VAR}``). Empty: the
+    SDK reads ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS`` (as it
+    reads the other ``OTEL_EXPORTER_OTLP_*`` variables: certificate, timeout, compression)."""
+
+    @property
+    def otlp_http_url(self) -> str | None:
+        """The full URL the HTTP exporter posts to."""
+        if not self.otlp_endpoint:
+            return None
+        url = self.otlp_endpoint.rstrip("/")
+        return url if url.endswith("/v1/traces") else url + "/v1/traces"
+
+
+def otlp_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``telemetry`` fields the standard OTLP variables give (the traces-specific ones
+    first), for fields cupola.yaml leaves unset."""
+    found: dict[str, str] = {}
+    for field, names in (
+        ("otlp_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")),
+        ("otlp_protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")),
+    ):
+        for name in names:
+            if env.get(name):
+                found[field] = env[name].strip()
+                break
+    return found
+
+
 def _default_deployments() -> list[DeploymentConfig]:
     return [
         DeploymentConfig(name="local-small", provider="embedded"),
@@ -404,6 +460,7 @@ class Settings(_Section):
     """MCP servers declared here, by name (the ``server_label`` requests, agents and toolboxes
     use): ``{"type": "mcp", "server_label": NAME}``. The only place besides admin-made
     toolboxes and agents a stdio server (``command``) may come from."""
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     secret_key: SecretStr | None = None
     """The key that encrypts connection secrets at rest (``CUPOLA_SECRET_KEY``, a Fernet key).
     When unset, ``secret_key_file`` holds it (created on first use)."""
@@ -598,6 +655,10 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         data = _expand(loaded, env)
         base = path.resolve().parent
     _apply_env_overrides(data, env)
+    telemetry = data.setdefault("telemetry", {})
+    if isinstance(telemetry, dict):
+        for field, value in otlp_from_env(env).items():
+            telemetry.setdefault(field, value)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

@@ -15,6 +15,8 @@ BAD_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object", "p
 
 
 def table_counts(server: LiveServer) -> dict[str, int]:
+    if server.services.telemetry is not None:  # spans of earlier runs are written late
+        server.services.telemetry.force_flush()
     with server.services.store.engine.connect() as conn:
         return {
             t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()

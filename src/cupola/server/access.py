@@ -32,6 +32,7 @@ ROLES: dict[tuple[str, str], Role] = {
     ("DELETE", _OAI + "/responses/{response_id}"): U,
     ("POST", _OAI + "/responses/{response_id}/cancel"): U,
     ("GET", _OAI + "/responses/{response_id}/input_items"): R,
+    ("GET", _OAI + "/responses/{response_id}/trace"): R,
     ("POST", _OAI + "/chat/completions"): U,
     ("POST", "/anthropic/v1/messages"): U,
     ("POST", "/anthropic/v1/messages/count_tokens"): U,
@@ -83,6 +84,9 @@ ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/agents/{agent_name}/versions"): R,
     ("GET", "/agents/{agent_name}/versions/{agent_version}"): R,
     ("DELETE", "/agents/{agent_name}/versions/{agent_version}"): C,
+    # traces of runs (cupola.telemetry)
+    ("GET", "/traces"): R,
+    ("GET", "/traces/{trace_id}"): R,
     # deployments (read only: cupola.yaml declares them)
     ("GET", "/deployments"): R,
     ("GET", "/deployments/{name}"): R,

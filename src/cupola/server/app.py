@@ -39,12 +39,14 @@ from cupola.server.routes import (
     model_list,
     responses,
     toolboxes,
+    traces,
 )
 from cupola.server.services import Services
 from cupola.server.toolbox_mcp import ToolboxMcp
 from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
+from cupola.telemetry import Telemetry, TraceContext
 from cupola.tools.code_interpreter import check_sandbox
 from cupola.tools.registry import ToolEnv
 
@@ -71,6 +73,12 @@ def build_services(
     secrets = ConnectionSecrets(store)  # tools' and deployments' credentials alike
     models = models or ModelRegistry(settings, secrets=secrets)
     tools = ToolEnv(settings, store, secrets=secrets)
+    telemetry = (
+        Telemetry(settings, store, redact=box.registry.redact)
+        if settings.telemetry.enabled
+        else None
+    )
+    hooks = [*(telemetry.hooks if telemetry else ()), *hooks]
     runner = Runner(
         store,
         models,
@@ -90,6 +98,7 @@ def build_services(
         labels=LabelService(store),
         files=FileService(store, settings.max_file_bytes),
         connections=ConnectionService(store),
+        telemetry=telemetry,
     )
 
 
@@ -104,6 +113,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *containers.routes(s),
         *chat.routes(s),
         *model_list.routes(s),
+        *traces.response_routes(s),
     ]
     anthropic_routes = anthropic.routes(s)
     project_routes: list[BaseRoute] = [
@@ -114,6 +124,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *connections.routes(s),
         *toolboxes.routes(s),
         *labels.routes(s),
+        *traces.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [
@@ -129,11 +140,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await s.store.open()
         await check_sandbox(settings.code_interpreter, settings.data_dir)  # warns if unsafe
+        if s.telemetry is not None:
+            await s.telemetry.start()
         try:
             async with toolbox_mcp.running():
                 yield
         finally:
             await s.runner.aclose()
+            if s.telemetry is not None:  # flushes queued spans while the store is open
+                await s.telemetry.aclose()
             await s.tools.aclose()
             await s.models.aclose()
             await s.store.close()
@@ -147,7 +162,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
     app.state.max_body_bytes = settings.server.max_body_bytes
     app.state.services = s
     require_key = settings.keys_required
-    return RequestContext(
+    served_app = RequestContext(
         app,
         require_key=require_key,
         check_key=s.store.verify_key,
@@ -156,3 +171,4 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
         access_log=settings.server.access_log,  # one line per request (server/access_log.py)
     )
+    return TraceContext(served_app) if s.telemetry is not None else served_app

@@ -19,6 +19,7 @@ from cupola.runtime.services.toolboxes import ToolboxService
 from cupola.server.middleware import KEY_SCOPE
 from cupola.settings import Settings
 from cupola.store import SqlStore
+from cupola.telemetry import Telemetry
 from cupola.tools.registry import ToolEnv
 
 
@@ -34,6 +35,8 @@ class Services:
     labels: LabelService
     files: FileService
     connections: ConnectionService
+    telemetry: Telemetry | None = None
+    """Tracing (None when ``telemetry.enabled`` is off)."""
     responses: ResponseService = field(init=False)
     """Runs responses (and Chat Completions and Messages requests) over ``runner``."""
 

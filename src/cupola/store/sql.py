@@ -9,6 +9,7 @@ from cupola.store.files import FileStore
 from cupola.store.keys import KeyStore
 from cupola.store.responses import ResponseStore
 from cupola.store.toolboxes import ToolboxStore
+from cupola.store.traces import TraceStore
 from cupola.store.versions import LabelStore
 
 
@@ -21,9 +22,10 @@ class SqlStore(
     KeyStore,
     ConnectionStore,
     FileStore,
+    TraceStore,
 ):
     """Agents and toolboxes (versioned, with labels), conversations, responses, keys,
-    connections and files on one SQLAlchemy engine.
+    connections, files and trace spans on one SQLAlchemy engine.
 
     Each method is one transaction. Async methods run off the event loop (SQLite writes go
     through one batching writer thread); ``*_sync`` methods are for the CLI.

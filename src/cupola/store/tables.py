@@ -201,3 +201,58 @@ vector_store_file_batches = sa.Table(
     sa.Column("file_ids", Json, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
+
+RUN_SPAN = sa.text("operation = 'invoke_agent'")
+"""The condition of the partial indexes on ``spans``."""
+
+# Trace spans (cupola.telemetry): one row per finished span. The run's span (operation
+# ``invoke_agent``) carries the columns the traces list filters on; ``seq`` orders and pages
+# the list (a span is written once, when it ends, so ``seq`` follows end time).
+spans = sa.Table(
+    "spans",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("span_id", sa.String(16), nullable=False),
+    sa.Column("parent_id", sa.String(16), nullable=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("operation", sa.String(32), nullable=True),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("error_type", sa.String(128), nullable=True),
+    sa.Column("response_id", sa.String(64), nullable=True),
+    sa.Column("conversation_id", sa.String(64), nullable=True),
+    sa.Column("agent_name", sa.String(64), nullable=True),
+    sa.Column("agent_version", sa.String(32), nullable=True),
+    sa.Column("attributes", Json, nullable=False),
+    sa.Column("events", Json, nullable=False),
+    sa.UniqueConstraint("trace_id", "span_id", name="uq_spans_trace_span"),
+    # Partial: only runs' spans are listed and filtered, so model and tool spans (most
+    # rows) cost no entry in these (queries must spell the condition out as a literal).
+    sa.Index("ix_spans_runs", "project", "seq", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
+    sa.Index(
+        "ix_spans_agent",
+        "project",
+        "agent_name",
+        "seq",
+        sqlite_where=RUN_SPAN,
+        postgresql_where=RUN_SPAN,
+    ),
+    sa.Index("ix_spans_response", "response_id", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
+    sa.Index(
+        "ix_spans_conversation",
+        "conversation_id",
+        sqlite_where=RUN_SPAN,
+        postgresql_where=RUN_SPAN,
+    ),
+    sa.Index("ix_spans_end", "end_ns"),
+)
