@@ -72,6 +72,8 @@ def test_a_plain_response_is_a_run_and_a_chat_without_content(traced: LiveServer
     assert run["parent_span_id"] is None and chat["parent_span_id"] == run["span_id"]
     assert chat["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
     assert chat["duration_ms"] >= 0 and run["duration_ms"] >= chat["duration_ms"]
+    ttft = chat["attributes"]["gen_ai.response.time_to_first_chunk"]
+    assert 0 <= ttft * 1000 <= chat["duration_ms"]
     for span in trace["spans"]:  # content capture is off by default
         assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & set(span["attributes"])
     assert "hello" not in str(trace)
@@ -157,6 +159,7 @@ def test_filters_by_conversation_and_agent_and_time(traced: LiveServer, unique: 
     spans = httpx.get(f"{traced.project_url}/traces/{of_agent['id']}").json()["spans"]
     assert spans[0]["name"] == f"invoke_agent {agent}"
     assert spans[0]["attributes"]["gen_ai.agent.name"] == agent
+    assert spans[0]["attributes"]["gen_ai.agent.version"] == "1"
     started = of_agent["start_time_unix_nano"] / 1e9
     assert runs(traced, agent_name=agent, start_time=started + 1)["data"] == []
     assert runs(traced, agent_name=agent, end_time=started - 0.001)["data"] == []

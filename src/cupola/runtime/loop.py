@@ -109,6 +109,7 @@ def run_info(p: Prepared, api: Api) -> RunInfo:
         api=api,
         model=p.model.name,
         agent=agent.get("name") if isinstance(agent, dict) else None,
+        agent_version=agent.get("version") if isinstance(agent, dict) else None,
         conversation_id=p.conversation_id,
         stream=p.stream,
         background=p.background,
@@ -273,6 +274,7 @@ class AgentLoop:
             tools=(*base.tools, *self.offered.specs) if base.tool_choice != "none" else (),
         )
         started = time.perf_counter()
+        first: float | None = None  # this call's first fragment
         call = ModelCall(self.info, index, request, started) if self.hooks.model_used else None
         if call is not None:
             await self.hooks.model_start(call)
@@ -281,8 +283,10 @@ class AgentLoop:
                 if isinstance(step, Finish):
                     finish.append(step)
                     continue
-                if not self.clock:
-                    self.clock.append(time.perf_counter())
+                if first is None:
+                    first = time.perf_counter()
+                    if not self.clock:
+                        self.clock.append(first)
                 if isinstance(step, TextDelta):
                     self.output.text(step)
                 else:
@@ -295,12 +299,16 @@ class AgentLoop:
                 )
         except Exception as exc:
             if call is not None:
-                await self.hooks.model_end(call, ModelEnd(None, exc, _ms(started)))
+                await self.hooks.model_end(
+                    call, ModelEnd(None, exc, _ms(started), _first_ms(started, first))
+                )
             raise
         self.usage = add_usage(self.usage, finish[0].usage)
         self.reports.append(finish[0].report)
         if call is not None:
-            await self.hooks.model_end(call, ModelEnd(finish[0], None, _ms(started)))
+            await self.hooks.model_end(
+                call, ModelEnd(finish[0], None, _ms(started), _first_ms(started, first))
+            )
 
     async def _run_calls(
         self, text: str, client_calls: list[ToolCall], server_calls: list[ToolCall]
@@ -329,3 +337,7 @@ class AgentLoop:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
+
+
+def _first_ms(started: float, first: float | None) -> float | None:
+    return None if first is None else (first - started) * 1000
