@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
+from cupola.console import ConsoleConfig, with_console
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.hooks import Hooks, ModelCallLog, RunHooks
 from cupola.runtime.runner import Runner
@@ -140,4 +141,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         cors_origins=settings.server.cors_origins,
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
     )
-    return AccessLog(served_app) if settings.server.access_log else served_app
+    # the web console at /console, beside the API (it calls the API in-process with its key)
+    with_ui = with_console(served_app, ConsoleConfig(settings.project, require_key))
+    return AccessLog(with_ui) if settings.server.access_log else with_ui
