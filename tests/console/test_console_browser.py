@@ -46,6 +46,15 @@ SHOTS = os.environ.get("CUPOLA_CONSOLE_SCREENSHOTS")
 """A directory to save the docs' screenshots in (docs/images), when set."""
 
 
+CONTRAST = (Path(__file__).parent / "contrast.js").read_text()
+
+
+def assert_readable(page: Any) -> None:
+    """Every visible text meets WCAG AA contrast (tests/console/contrast.js)."""
+    found = page.evaluate(CONTRAST)
+    assert found["checked"] > 5 and found["failing"] == [], (page.url, found["failing"])
+
+
 def shot(page: Any, name: str) -> None:
     if SHOTS:
         page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"))
@@ -130,6 +139,7 @@ def test_playground_streams_the_reply_and_shows_the_tool_call(served: str, page:
     page.wait_for_url(f"**/console/responses/{response_id}")
     assert "It is sunny in Tokyo, twenty degrees." in page.locator("main").inner_text()
     assert "function_call_output" not in page.locator("h1").inner_text()
+    shot(page, "response")
     # the browse page lists it among this browser's recent responses
     page.goto(f"{served}/console/conversations")
     assert page.locator(f"#recent a:text('{response_id}')").count() == 1
@@ -152,6 +162,29 @@ def test_agents_page_diffs_two_versions(served: str, page: Any) -> None:
     assert "0.3" in temperature.inner_text() and "1.0" in temperature.inner_text()
     assert page.locator("tr.changed", has_text="model").count() == 0
     shot(page, "agent-diff")
+
+
+def test_every_page_has_readable_contrast(served: str, page: Any) -> None:
+    for path in (
+        "playground",
+        "agents",
+        "agents/concierge",
+        "agents/concierge/diff?from=1&to=2",
+        "deployments",
+        "toolboxes",
+        "conversations",
+        "agents/nobody",
+    ):
+        page.goto(f"{served}/console/{path}")
+        assert_readable(page)
+    page.goto(f"{served}/console/playground?target=agent:concierge")
+    page.fill("#message", "weather in Tokyo?")
+    page.click("#send")
+    page.locator("#log .meta a").wait_for()
+    assert_readable(page)  # the chat, its tool call and the output form
+    page.locator("#log .meta a").click()
+    page.wait_for_url("**/console/responses/*")
+    assert_readable(page)
 
 
 def test_keyboard_reaches_the_chat_box_and_the_send_button(served: str, page: Any) -> None:
@@ -198,6 +231,7 @@ def test_a_key_is_asked_for_when_the_server_needs_one(
         page.get_by_label("API key").fill("cpl-not-a-key")
         page.get_by_role("button", name="Sign in").click()
         assert "valid API key" in page.locator("[role=alert]").inner_text()
+        assert_readable(page)
         shot(page, "login")
         page.get_by_label("API key").fill(reader)
         page.get_by_role("button", name="Sign in").click()
