@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ import httpx
 import pytest
 
 from cupola.domain import Role
-from live_server import make_settings, serve_process, start_server
+from live_server import free_port, make_settings, serve_process, start_server
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
 
 CONFIG = """\
 project: default
@@ -143,6 +148,62 @@ def test_playground_streams_the_reply_and_shows_the_tool_call(served: str, page:
     # the browse page lists it among this browser's recent responses
     page.goto(f"{served}/console/conversations")
     assert page.locator(f"#recent a:text('{response_id}')").count() == 1
+
+
+@pytest.fixture(scope="module")
+def travel_mcp() -> Iterator[str]:
+    """The example's travel MCP server over streamable HTTP, in its own process."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE / "mcp_server.py"), "--http", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "no MCP server"
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_playground_asks_for_mcp_approval_inline(served: str, travel_mcp: str, page: Any) -> None:
+    tool = {
+        "type": "mcp",
+        "server_label": "travel",
+        "server_url": travel_mcp,
+        "require_approval": "always",
+    }
+    made = httpx.post(
+        f"{served}/api/projects/default/agents/careful/versions",
+        json={"definition": {"kind": "prompt", "model": "weather-bot", "tools": [tool]}},
+    )
+    assert made.status_code == 200, made.text
+    page.goto(f"{served}/console/playground?target=agent:careful:1")
+    page.fill("#message", "What is the weather in Tokyo?")
+    page.click("#send")
+    request = page.locator("#log article[data-type=mcp_approval_request]")
+    request.wait_for()
+    assert "travel.get_weather" in request.inner_text()
+    assert "get_hotel_info" in page.locator("#log article[data-type=mcp_list_tools]").inner_text()
+    shot(page, "approval")
+    request.get_by_role("button", name="Approve").click()
+    call = page.locator("#log article[data-type=mcp_call]")
+    call.wait_for()
+    assert "travel.get_weather" in call.inner_text() and "temperature_c" in call.inner_text()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#log .turn.assistant .meta').length == 2"
+    )
+    reply = page.locator("#log .turn.assistant .text").last
+    assert reply.inner_text() == "It is sunny in Tokyo, twenty degrees."
 
 
 def test_agents_page_diffs_two_versions(served: str, page: Any) -> None:

@@ -64,7 +64,7 @@
     const turn = el("div", "turn assistant");
     log.append(turn);
     const items = new Map();
-    const pending = [];
+    const pending = new Map(); // output index -> a call waiting for its output or approval
     return {
       item(index, data) {
         let node = items.get(index);
@@ -97,8 +97,8 @@
           return;
         }
         node.replaceChildren(...describe(data));
-        if (data.type === "function_call" && data.status !== "in_progress") pending.push({ kind: "function", data, node });
-        if (data.type === "mcp_approval_request") pending.push({ kind: "approval", data, node });
+        if (data.type === "function_call" && data.status !== "in_progress") pending.set(index, { kind: "function", data, node });
+        if (data.type === "mcp_approval_request") pending.set(index, { kind: "approval", data, node });
       },
       finish(response) {
         const meta = el("p", "meta muted");
@@ -108,7 +108,7 @@
         if (response.usage) meta.append(` · ${response.usage.input_tokens} tokens in, ${response.usage.output_tokens} out`);
         if (response.error) turn.append(el("p", "error", `${response.error.code}: ${response.error.message}`));
         turn.append(meta);
-        for (const p of pending) p.kind === "function" ? functionForm(p) : approvalForm(p);
+        for (const p of pending.values()) p.kind === "function" ? functionForm(p) : approvalForm(p);
       },
       error(text) { turn.append(el("p", "error", text)); },
     };
