@@ -165,3 +165,63 @@ def test_the_diff_compares_every_definition_field() -> None:
     assert [f.name for f in diff.fields][:2] == ["kind", "model"]
     assert not diff.tools_changed and not diff.identical
     assert diff_definitions(before, dict(before)).identical
+
+
+def test_agent_page_shows_labels_and_the_default_version(server: LiveServer, unique: str) -> None:
+    name = f"labelled-{unique}"
+    base = f"{server.project_url}/agents/{name}"
+    for text in ("first", "second"):
+        made = httpx.post(
+            f"{base}/versions",
+            json={"definition": {"kind": "prompt", "model": "echo", "instructions": text}},
+        )
+        assert made.status_code == 200, made.text
+    assert httpx.put(f"{base}/labels/prod", json={"version": 1}).status_code == 200
+    page = httpx.get(f"{server.url}/console/agents/{name}").text
+    rows = re.findall(r"<tr>\s*<td>(\d)(.*?)</tr>", page, re.S)
+    by_version = {number: row for number, row in rows}
+    assert '<span class="tag">prod</span>' in by_version["1"]
+    assert "default" in by_version["2"] and "prod" not in by_version["2"]
+    assert "get <strong>version 2</strong>" in page
+    listed = httpx.get(f"{server.url}/console/agents").text
+    assert f'href="/console/agents/{name}"' in listed
+
+
+def test_toolbox_pages_show_versions_and_the_endpoint(server: LiveServer, unique: str) -> None:
+    name = f"box-{unique}"
+    tool = {"type": "mcp", "server_label": "remote", "server_url": "https://mcp.example/mcp"}
+    made = httpx.post(
+        f"{server.project_url}/toolboxes/{name}/versions",
+        json={"description": "Remote tools", "tools": [tool]},
+    )
+    assert made.status_code == 200, made.text
+    listed = httpx.get(f"{server.url}/console/toolboxes").text
+    assert f'href="/console/toolboxes/{name}"' in listed and "Remote tools" in listed
+    page = httpx.get(f"{server.url}/console/toolboxes/{name}")
+    assert page.status_code == 200
+    assert f"/api/projects/default/toolboxes/{name}/mcp" in page.text
+    assert "https://mcp.example/mcp" in page.text and "default</span>" in page.text
+
+
+def test_odd_ids_and_paths_are_4xx_never_5xx(server: LiveServer) -> None:
+    for path in (
+        "/console/agents/%2F..%2F",
+        "/console/agents/%3Cscript%3E",
+        "/console/responses/resp_%00",
+        "/console/conversations/conv_missing",
+        "/console/agents/a/diff",
+        "/console/toolboxes/%20",
+        "/console/static/../app.py",
+        "/console/nothing",
+    ):
+        r = httpx.get(f"{server.url}{path}")
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+        assert "<script>" not in r.text
+    r = httpx.get(f"{server.url}/console/conversations", params={"id": "resp/../../x"})
+    assert r.headers["location"] == "/console/responses/resp%2F..%2F..%2Fx"
+    url = f"{server.url}/console/api/responses"
+    for body in (b"not json", b"[]", b'{"input": 5}'):
+        r = httpx.post(
+            url, content=body, headers={"content-type": "application/json", "origin": server.url}
+        )
+        assert r.status_code == 400 and "message" in r.json()["error"]

@@ -57,7 +57,7 @@ class Console:
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("cupola.console", "templates"),
             autoescape=True,
-            undefined=jinja2.StrictUndefined,
+            undefined=jinja2.ChainableUndefined,  # an optional field left out renders empty
             trim_blocks=True,
             lstrip_blocks=True,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -147,10 +148,10 @@ class Pages:
 
     async def browse(self, request: Request, caller: Caller) -> Response:
         wanted = request.query_params.get("id", "").strip()
-        if wanted.startswith("conv"):
-            return RedirectResponse(f"{self.prefix}/conversations/{wanted}", status_code=303)
-        if wanted.startswith("resp"):
-            return RedirectResponse(f"{self.prefix}/responses/{wanted}", status_code=303)
+        for kind, start in (("conversations", "conv"), ("responses", "resp")):
+            if wanted.startswith(start):
+                target = f"{self.prefix}/{kind}/{quote(wanted, safe='')}"
+                return RedirectResponse(target, status_code=303)
         message = f"{wanted!r} is not a conversation or response id" if wanted else None
         return self.console.render(
             request, "browse.html", status=400 if message else 200, title="Browse", message=message
