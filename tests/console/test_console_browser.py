@@ -138,7 +138,7 @@ def test_playground_streams_the_reply_and_shows_the_tool_call(served: str, page:
     assert partial and "It is sunny in Tokyo, twenty degrees.".startswith(partial[0]), seen
     shot(page, "playground")
     # each turn links to its stored response, which shows the same output
-    link = page.locator("#log .turn.assistant .meta a").last
+    link = page.locator("#log .turn.assistant .meta a").filter(has_text="Response").last
     response_id = link.inner_text().removeprefix("Response ")
     link.click()
     page.wait_for_url(f"**/console/responses/{response_id}")
@@ -206,6 +206,41 @@ def test_playground_asks_for_mcp_approval_inline(served: str, travel_mcp: str, p
     assert reply.inner_text() == "It is sunny in Tokyo, twenty degrees."
 
 
+def test_a_playground_turn_opens_its_trace_as_a_waterfall(served: str, page: Any) -> None:
+    """Needs the traces API (cupola.telemetry); skipped on a tree without it."""
+    if httpx.get(f"{served}/api/projects/default/traces").status_code == 404:
+        pytest.skip("this tree has no traces API")
+    page.goto(f"{served}/console/playground?target=agent:concierge")
+    page.fill("#message", "What is the weather in Tokyo?")
+    page.click("#send")
+    page.locator("#log article[data-type=function_call]").wait_for()
+    page.get_by_label("Output of get_weather").fill('{"temperature_c": 20}')
+    page.get_by_role("button", name="Send output").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#log .turn.assistant .meta').length == 2"
+    )
+    trace = page.locator("#log .turn.assistant .meta a", has_text="Trace").last
+    href = trace.get_attribute("href")
+    deadline = time.monotonic() + 15
+    page.goto(f"{served}{href}")
+    while "/console/traces/" not in page.url:  # spans are written a moment after the run
+        assert time.monotonic() < deadline, page.locator("main").inner_text()
+        time.sleep(0.3)
+        page.goto(f"{served}{href}")
+    names = page.locator(".waterfall .span-name").all_inner_texts()
+    assert names[0].startswith("invoke_agent") and any(n.startswith("chat") for n in names)
+    assert page.locator(".waterfall .depth-1").count() >= 1
+    first = page.locator(".waterfall summary").first
+    first.focus()
+    page.keyboard.press("Enter")  # the span's attributes open from the keyboard
+    assert "gen_ai" in page.locator(".waterfall details[open]").first.inner_text()
+    assert_readable(page)
+    shot(page, "trace")
+    page.goto(f"{served}/console/traces?agent_name=concierge")
+    assert page.locator("main table tbody tr").count() >= 2
+    assert_readable(page)
+
+
 def test_agents_page_diffs_two_versions(served: str, page: Any) -> None:
     page.goto(f"{served}/console/agents")
     page.get_by_role("link", name="concierge").click()
@@ -241,9 +276,9 @@ def test_every_page_has_readable_contrast(served: str, page: Any) -> None:
     page.goto(f"{served}/console/playground?target=agent:concierge")
     page.fill("#message", "weather in Tokyo?")
     page.click("#send")
-    page.locator("#log .meta a").wait_for()
+    page.locator("#log .meta a").first.wait_for()
     assert_readable(page)  # the chat, its tool call and the output form
-    page.locator("#log .meta a").click()
+    page.locator("#log .meta a").first.click()
     page.wait_for_url("**/console/responses/*")
     assert_readable(page)
 

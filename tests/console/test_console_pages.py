@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from cupola.console.diff import diff_definitions
+from cupola.console.waterfall import waterfall
 from cupola.domain import Role
 from live_server import LiveServer, make_settings, start_server
 
@@ -225,3 +226,29 @@ def test_odd_ids_and_paths_are_4xx_never_5xx(server: LiveServer) -> None:
             url, content=body, headers={"content-type": "application/json", "origin": server.url}
         )
         assert r.status_code == 400 and "message" in r.json()["error"]
+
+
+def test_the_waterfall_puts_children_under_parents_by_start_time() -> None:
+    def span(sid: str, parent: str | None, start: int, end: int) -> dict[str, object]:
+        return {
+            "span_id": sid,
+            "parent_span_id": parent,
+            "start_time_unix_nano": start * 1_000_000,
+            "end_time_unix_nano": end * 1_000_000,
+        }
+
+    spans = [
+        span("tool", "run", 40, 60),
+        span("chat2", "run", 60, 100),
+        span("run", "remote-parent", 0, 100),  # a caller's traceparent: not in the trace
+        span("chat1", "run", 5, 40),
+    ]
+    rows, total = waterfall(spans)
+    assert total == 100.0
+    assert [(r.span["span_id"], r.depth, r.x, r.width) for r in rows] == [
+        ("run", 0, 0, 1000),
+        ("chat1", 1, 50, 350),
+        ("tool", 1, 400, 200),
+        ("chat2", 1, 600, 400),
+    ]
+    assert waterfall([]) == ([], 0.0)

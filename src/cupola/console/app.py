@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cupola.console import pages, proxy
+from cupola.console import pages, proxy, traces
 from cupola.console.api import Api, ApiError, ASGIApp, Caller, Receive, Scope, Send
 from cupola.console.security import (
     HEADERS,
@@ -154,6 +154,7 @@ class Console:
             Route(CONSOLE_PREFIX + "/login", self.login, methods=["POST"]),
             Route(CONSOLE_PREFIX + "/logout", self.logout, methods=["POST"]),
             *pages.routes(self, CONSOLE_PREFIX),
+            *traces.routes(self, CONSOLE_PREFIX),
             *proxy.routes(self, CONSOLE_PREFIX),
             Mount(
                 CONSOLE_PREFIX + "/static",

@@ -104,7 +104,9 @@
         const meta = el("p", "meta muted");
         const link = el("a", null, "Response " + response.id);
         link.href = `${prefix}/responses/${response.id}`;
-        meta.append(link, ` · ${response.status}`);
+        const trace = el("a", null, "Trace");
+        trace.href = `${prefix}/responses/${response.id}/trace`;
+        meta.append(link, " · ", trace, ` · ${response.status}`);
         if (response.usage) meta.append(` · ${response.usage.input_tokens} tokens in, ${response.usage.output_tokens} out`);
         if (response.error) turn.append(el("p", "error", `${response.error.code}: ${response.error.message}`));
         turn.append(meta);
