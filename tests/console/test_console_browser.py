@@ -230,12 +230,12 @@ def test_a_playground_turn_opens_its_trace_as_a_waterfall(served: str, page: Any
     names = page.locator(".waterfall .span-name").all_inner_texts()
     assert names[0].startswith("invoke_agent") and any(n.startswith("chat") for n in names)
     assert page.locator(".waterfall .depth-1").count() >= 1
+    shot(page, "trace")
     first = page.locator(".waterfall summary").first
     first.focus()
     page.keyboard.press("Enter")  # the span's attributes open from the keyboard
     assert "gen_ai" in page.locator(".waterfall details[open]").first.inner_text()
     assert_readable(page)
-    shot(page, "trace")
     page.goto(f"{served}/console/traces?agent_name=concierge")
     assert page.locator("main table tbody tr").count() >= 2
     assert_readable(page)
