@@ -3,6 +3,7 @@ renders a template."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from typing import TYPE_CHECKING, Any
@@ -54,14 +55,11 @@ class Pages:
         self.prefix = prefix
 
     async def playground(self, request: Request, caller: Caller) -> Response:
-        agents = await self.api.get(caller, self.api.path("agents"), limit=PAGE)
-        deployments = await self.api.get(caller, self.api.path("deployments"))
-        versions: dict[str, list[str]] = {}
-        for agent in agents["data"]:
-            found = await self.api.get(
-                caller, self.api.path("agents", agent["name"], "versions"), limit=PAGE, order="desc"
-            )
-            versions[agent["name"]] = [v["version"] for v in found["data"]]
+        agents, deployments = await asyncio.gather(
+            self.api.get(caller, self.api.path("agents"), limit=PAGE),
+            self.api.get(caller, self.api.path("deployments")),
+        )
+        versions = await self._versions(caller, agents["data"])
         return self.console.render(
             request,
             "playground.html",
@@ -71,6 +69,23 @@ class Pages:
             deployments=deployments["value"],
             chosen=request.query_params.get("target", ""),
         )
+
+    async def _versions(self, caller: Caller, agents: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Each agent's version numbers, newest first (listed only for agents with more
+        than one: version 1 alone needs no call)."""
+        several = [a["name"] for a in agents if a["versions"]["latest"]["version"] != "1"]
+        found = await asyncio.gather(
+            *(
+                self.api.get(
+                    caller, self.api.path("agents", name, "versions"), limit=PAGE, order="desc"
+                )
+                for name in several
+            )
+        )
+        versions = {a["name"]: [a["versions"]["latest"]["version"]] for a in agents}
+        for name, page in zip(several, found, strict=True):
+            versions[name] = [v["version"] for v in page["data"]]
+        return versions
 
     async def agents(self, request: Request, caller: Caller) -> Response:
         found = await self.api.get(caller, self.api.path("agents"), limit=PAGE)
