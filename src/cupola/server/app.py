@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
+from cupola.console import ConsoleConfig, with_console
 from cupola.models.registry import ModelRegistry
 from cupola.runtime.hooks import Hooks, ModelCallLog, RunHooks
 from cupola.runtime.runner import Runner
@@ -171,4 +172,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         loopback_hosts_only=not require_key and is_loopback_host(settings.server.host),
         access_log=settings.server.access_log,  # one line per request (server/access_log.py)
     )
-    return TraceContext(served_app) if s.telemetry is not None else served_app
+    traced: Any = TraceContext(served_app) if s.telemetry is not None else served_app
+    # the web console at /console, beside the API (it calls the API in-process with its key)
+    return with_console(traced, ConsoleConfig(settings.project, require_key))
