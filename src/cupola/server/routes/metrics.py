@@ -26,7 +26,7 @@ def registry_of(s: Services) -> CollectorRegistry:
 def routes(s: Services) -> list[Route]:
     registry = registry_of(s)
 
-    @api(summary="Run metrics in the Prometheus text format")
+    @api(response="binary", summary="Run metrics in the Prometheus text format")
     async def metrics(request: Request) -> Response:
         """Runs by status, run duration and time to first token, tokens, estimated cost and
         tool calls, per project, agent, agent version and deployment."""
