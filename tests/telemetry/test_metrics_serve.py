@@ -1,8 +1,8 @@
 """``GET /metrics`` of a real ``cupola serve`` process matches the requests a test sent:
-runs by status (completed and failed, Responses, streamed, Chat Completions, an agent's),
-durations and times to first token, tokens and their estimated cost (the deployment's prices
-in cupola.yaml), server-side tool calls by tool and outcome (one that answers, one whose API
-is down)."""
+runs by status (completed and failed; Responses, streamed, Chat Completions, Anthropic
+Messages, an agent's), durations and times to first token, tokens and their estimated cost
+(the deployment's prices in cupola.yaml), server-side tool calls by tool and outcome (one
+that answers, one whose API is down)."""
 
 from __future__ import annotations
 
@@ -174,6 +174,18 @@ def send_traffic(url: str, echo_api: str, agent: str) -> Sent:
     )
     assert c.status_code == 200, c.text
     sent.record(bot, "completed", c.json()["usage"], 1)
+    # Anthropic Messages
+    m = httpx.post(
+        f"{url}/anthropic/v1/messages",
+        json={
+            "model": "priced-bot",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hello"}],
+        },
+        timeout=30,
+    )
+    assert m.status_code == 200, m.text
+    sent.record(bot, "completed", m.json()["usage"], 1)
     # an agent's run, on the unpriced deployment
     created = httpx.post(
         f"{url}/api/projects/default/agents/{agent}/versions",
