@@ -123,6 +123,11 @@ class DeploymentConfig(_Section):
     """embedded: the cap on generated tokens when a request sets none."""
     publisher: str | None = None
     """Shown as ``modelPublisher`` by the deployments API."""
+    input_price_per_million: float | None = Field(default=None, ge=0)
+    """Estimated cost: US dollars per million input tokens this deployment serves
+    (``cupola_cost_usd_total`` in ``/metrics``); unset counts its input tokens as free."""
+    output_price_per_million: float | None = Field(default=None, ge=0)
+    """Estimated cost: US dollars per million output tokens (reasoning tokens included)."""
 
     # -- azure_openai, foundry_agent, anthropic -------------------------------------------
     endpoint: str | None = None

@@ -87,6 +87,8 @@ ROLES: dict[tuple[str, str], Role] = {
     # traces of runs (cupola.telemetry)
     ("GET", "/traces"): R,
     ("GET", "/traces/{trace_id}"): R,
+    # run metrics, Prometheus text format (/metrics at the root too)
+    ("GET", "/metrics"): R,
     # deployments (read only: cupola.yaml declares them)
     ("GET", "/deployments"): R,
     ("GET", "/deployments/{name}"): R,

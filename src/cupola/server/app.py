@@ -37,6 +37,7 @@ from cupola.server.routes import (
     files,
     labels,
     meta,
+    metrics,
     model_list,
     responses,
     toolboxes,
@@ -48,6 +49,7 @@ from cupola.settings import Settings, is_loopback_host
 from cupola.store import SqlStore
 from cupola.store.connections import ConnectionSecrets
 from cupola.telemetry import Telemetry, TraceContext
+from cupola.telemetry.metrics import MetricsHooks
 from cupola.tools.code_interpreter import check_sandbox
 from cupola.tools.registry import ToolEnv
 
@@ -79,7 +81,8 @@ def build_services(
         if settings.telemetry.enabled
         else None
     )
-    hooks = [*(telemetry.hooks if telemetry else ()), *hooks]
+    metered = MetricsHooks.from_deployments(settings.deployments)  # GET /metrics
+    hooks = [*(telemetry.hooks if telemetry else ()), metered, *hooks]
     runner = Runner(
         store,
         models,
@@ -126,12 +129,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *toolboxes.routes(s),
         *labels.routes(s),
         *traces.routes(s),
+        *metrics.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),
     ]
     routes: list[BaseRoute] = [
         Mount("/api/projects/{project}", routes=project_routes),
         Mount("/v1", routes=openai_routes),
         Mount("/anthropic", routes=anthropic_routes),
+        *metrics.routes(s),
     ]
     served: list[BaseRoute] = []  # meta's OpenAPI document describes this final list
     served += [*meta.routes(served), *routes]
