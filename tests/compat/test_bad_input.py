@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -15,13 +16,24 @@ BAD_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object", "p
 
 
 def table_counts(server: LiveServer) -> dict[str, int]:
-    if server.services.telemetry is not None:  # spans of earlier runs are written late
-        server.services.telemetry.force_flush()
+    """Rows per table, spans aside: an earlier test's run (a background one, a stream whose
+    client left) may end, and be traced, while this one runs; runs_since checks those."""
     with server.services.store.engine.connect() as conn:
         return {
             t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in metadata.sorted_tables
+            if t.name != "spans"
         }
+
+
+def runs_since(server: LiveServer, started: float) -> list[Any]:
+    """The traced runs that started at or after ``started`` (epoch seconds)."""
+    if server.services.telemetry is not None:  # spans are written off the request path
+        server.services.telemetry.force_flush()
+    r = httpx.get(f"{server.project_url}/traces", params={"start_time": started})
+    assert r.status_code == 200, r.text
+    data: list[Any] = r.json()["data"]
+    return data
 
 
 @pytest.fixture
@@ -173,6 +185,7 @@ def test_bad_requests_get_4xx_and_change_nothing(
     limit = server.settings.server.max_body_bytes
     oversized = b'{"model": "echo", "input": "' + b"x" * (limit + 10) + b'"}'
     before = table_counts(server)
+    started = time.time()
     with httpx.Client(base_url=server.project_url, timeout=30) as http:
         for method, path, body, status, param in cases(fixtures, oversized):
             content = body if isinstance(body, bytes) else None
@@ -186,6 +199,7 @@ def test_bad_requests_get_4xx_and_change_nothing(
             assert error["message"], label
             assert error["param"] == param, (label, error)
     assert table_counts(server) == before
+    assert runs_since(server, started) == []  # no bad request started a run
 
 
 def test_unknown_project_is_404(server: LiveServer) -> None:
@@ -486,6 +500,7 @@ def test_former_500s_are_4xx_and_change_nothing(
     server: LiveServer, fixtures: dict[str, str]
 ) -> None:
     before = table_counts(server)
+    started = time.time()
     with httpx.Client(base_url=server.project_url, timeout=30) as http:
         for method, path, body, status, param in hardening_cases(fixtures):
             r = http.request(method, path, json=body)
@@ -497,6 +512,7 @@ def test_former_500s_are_4xx_and_change_nothing(
             if param is not None:
                 assert error["param"] == param, (label, error)
     assert table_counts(server) == before
+    assert runs_since(server, started) == []  # no bad request started a run
 
 
 def test_nul_and_depth_messages_say_what_is_wrong(server: LiveServer) -> None:
