@@ -1,0 +1,143 @@
+"""Open Responses trace export (issue 9): a conversation whose agent called an MCP tool on
+each turn (the travel example's server, over streamable HTTP), exported through
+``POST /traces/export`` in the AI GO! integration's shape: each ``mcp_call`` a
+``function_call`` plus ``function_call_output``, the assistant message last with the
+``conversation_id``. On every database backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from live_server import LiveServer, free_port
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
+
+
+@pytest.fixture(scope="module")
+def travel_url() -> Iterator[str]:
+    """The travel MCP server over streamable HTTP, in its own process."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE / "mcp_server.py"), "--http", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline, "MCP server did not start"
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def export(server: LiveServer, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{server.project_url}/traces/export", json=body, timeout=30)
+
+
+def check_turn(turn: dict[str, Any], response: Any, conversation_id: str, asked: str) -> None:
+    """One turn: the user's input, the MCP call as a call and its output, the answer."""
+    mcp = next(item for item in response.output if item.type == "mcp_call")
+    assert turn["response_id"] == response.id and turn["conversation_id"] == conversation_id
+    assert turn["status"] == "completed"
+    assert [i["role"] for i in turn["input"]] == ["user"]
+    assert turn["input"][0]["content"] == [{"type": "input_text", "text": asked}]
+    call, result, message = turn["items"]
+    assert call["type"] == "function_call" and call["call_id"] == mcp.id
+    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Tokyo"}
+    assert call["status"] == "completed"
+    assert result["type"] == "function_call_output" and result["call_id"] == mcp.id
+    assert json.loads(result["output"])["temperature_c"] == 20
+    assert result["status"] == "completed"
+    assert message["type"] == "message" and message["role"] == "assistant"
+    assert message["content"] == [
+        {"type": "output_text", "text": response.output_text, "annotations": []}
+    ]
+    assert message["conversation_id"] == conversation_id
+    assert len({call["id"], result["id"], message["id"]}) == 3
+    assert turn["usage"] == {
+        "num_prompt_tokens": response.usage.input_tokens,
+        "num_completion_tokens": response.usage.output_tokens,
+    }
+
+
+def test_a_conversation_exports_as_open_responses(server: LiveServer, travel_url: str) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0, timeout=60)
+    tool: Any = {
+        "type": "mcp",
+        "server_label": "travel",
+        "server_url": travel_url,
+        "require_approval": "never",
+    }
+    conv = client.conversations.create()
+    asked = ["What is the weather in Tokyo?", "And the weather tomorrow?"]
+    turns = [
+        client.responses.create(model="weather-bot", input=q, tools=[tool], conversation=conv.id)
+        for q in asked
+    ]
+    assert [r.status for r in turns] == ["completed", "completed"]
+    assert [i.type for i in turns[0].output] == ["mcp_list_tools", "mcp_call", "message"]
+
+    r = export(server, {"conversation_id": conv.id, "format": "open-responses"})
+    assert r.status_code == 200, r.text
+    document = r.json()
+    assert document["object"] == "list" and document["format"] == "open-responses"
+    assert document["conversation_id"] == conv.id
+    assert [t["response_id"] for t in document["data"]] == [t.id for t in turns]
+    for turn, response, question in zip(document["data"], turns, asked, strict=True):
+        check_turn(turn, response, conv.id, question)
+
+    # named responses, in the order named; exporting again gives the same document
+    by_ids = export(server, {"response_ids": [turns[1].id, turns[0].id]})
+    assert by_ids.status_code == 200, by_ids.text
+    assert by_ids.json()["data"] == document["data"][::-1]
+    assert export(server, {"conversation_id": conv.id}).json() == document
+
+
+def test_a_plain_response_exports_its_answer(server: LiveServer) -> None:
+    created = httpx.post(f"{server.openai_url}/responses", json={"model": "echo", "input": "hi"})
+    response = created.json()
+    r = export(server, {"response_ids": [response["id"]]})
+    assert r.status_code == 200, r.text
+    (turn,) = r.json()["data"]
+    assert turn["conversation_id"] is None
+    (message,) = turn["items"]
+    assert message["content"][0]["text"] == response["output"][0]["content"][0]["text"]
+    assert message["conversation_id"] == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({}, 400, "conversation_id"),
+        ({"conversation_id": "conv_x", "response_ids": ["resp_x"]}, 400, "conversation_id"),
+        ({"response_ids": []}, 400, "response_ids"),
+        ({"response_ids": [f"resp_{i}" for i in range(101)]}, 400, "response_ids"),
+        ({"conversation_id": "conv_x", "format": "otlp"}, 400, "format"),
+        ({"conversation_id": "conv_x", "extra": 1}, 400, "extra"),
+        ({"conversation_id": "conv_nope"}, 404, "conversation"),
+        ({"response_ids": ["resp_nope"]}, 404, "response_id"),
+    ],
+)
+def test_bad_requests_are_4xx(
+    server: LiveServer, body: dict[str, Any], status: int, param: str
+) -> None:
+    r = export(server, body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["param"] == param, error
