@@ -87,7 +87,7 @@ ROLES: dict[tuple[str, str], Role] = {
     # traces of runs (cupola.telemetry)
     ("GET", "/traces"): R,
     ("GET", "/traces/{trace_id}"): R,
-    ("POST", "/traces/export"): R,  # reads stored responses
+    ("GET", "/traces/export"): R,
     # deployments (read only: cupola.yaml declares them)
     ("GET", "/deployments"): R,
     ("GET", "/deployments/{name}"): R,
