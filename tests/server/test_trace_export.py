@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from live_server import LiveServer, free_port
+from spec import spec_errors
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
 
@@ -70,6 +71,10 @@ def check_turn(turn: dict[str, Any], response: Any, conversation_id: str, asked:
     ]
     assert message["conversation_id"] == conversation_id
     assert len({call["id"], result["id"], message["id"]}) == 3
+    for item, schema in zip(
+        turn["items"], ("FunctionCall", "FunctionCallOutput", "Message"), strict=True
+    ):
+        assert spec_errors(schema, item) == [], item  # the published Open Responses shapes
     assert turn["usage"] == {
         "num_prompt_tokens": response.usage.input_tokens,
         "num_completion_tokens": response.usage.output_tokens,
