@@ -145,3 +145,33 @@ def test_bad_requests_are_4xx(
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["param"] == param, error
+
+
+def test_cupola_export(server: LiveServer, tmp_path: Path) -> None:
+    """``cupola export --conversation`` writes what the API returns; ``--response`` too."""
+    from click.testing import CliRunner
+
+    from cupola.cli.main import cli
+
+    conv = httpx.post(f"{server.openai_url}/conversations", json={}).json()["id"]
+    made = httpx.post(
+        f"{server.openai_url}/responses",
+        json={"model": "echo", "input": "hello there", "conversation": conv},
+    ).json()
+    config = tmp_path / "cupola.yaml"
+    config.write_text("project: default\n")
+    env = {"CUPOLA_CONFIG": str(config), "CUPOLA_ENDPOINT": server.url}
+    runner = CliRunner()
+    out = tmp_path / "trace.json"
+    result = runner.invoke(cli, ["export", "--conversation", conv, "-o", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote 1 turns to {out}"
+    written = json.loads(out.read_text())
+    assert written == export(server, {"conversation_id": conv}).json()
+    (turn,) = written["data"]
+    assert turn["response_id"] == made["id"] and turn["items"][-1]["conversation_id"] == conv
+    printed = runner.invoke(cli, ["export", "--response", made["id"]], env=env)
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output)["data"] == written["data"]
+    both = runner.invoke(cli, ["export", "--conversation", conv, "--response", "x"], env=env)
+    assert both.exit_code != 0 and "not both" in both.output
