@@ -85,10 +85,21 @@ class JsonFormatter(logging.Formatter):
     ``method``, ``path``, ``status`` and ``duration_ms``; ``exception`` and ``stack`` when the
     record has them. The message is the redacted one the record was made with."""
 
+    _second: tuple[int, str] = (-1, "")
+    """The last whole second formatted, and its text (records come in bursts)."""
+
+    def _time(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            cached = self._second = (second, text)
+        return f"{cached[1]}.{int(record.msecs):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
