@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from click.testing import CliRunner
 
-from live_server import LiveServer, free_port
+from cupola.cli.main import cli
+from cupola.domain import Role
+from live_server import LiveServer, free_port, make_settings, start_server
 from spec import spec_errors
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "travel-concierge"
@@ -149,10 +152,6 @@ def test_bad_requests_are_4xx(
 
 def test_cupola_export(server: LiveServer, tmp_path: Path) -> None:
     """``cupola export --conversation`` writes what the API returns; ``--response`` too."""
-    from click.testing import CliRunner
-
-    from cupola.cli.main import cli
-
     conv = httpx.post(f"{server.openai_url}/conversations", json={}).json()["id"]
     made = httpx.post(
         f"{server.openai_url}/responses",
@@ -175,3 +174,17 @@ def test_cupola_export(server: LiveServer, tmp_path: Path) -> None:
     assert json.loads(printed.output)["data"] == written["data"]
     both = runner.invoke(cli, ["export", "--conversation", conv, "--response", "x"], env=env)
     assert both.exit_code != 0 and "not both" in both.output
+
+
+def test_a_reader_key_may_export(database_url: str) -> None:
+    """Exporting reads stored responses: the reader role is enough (server/access.py)."""
+    live = start_server(make_settings(database_url, auth={"required": "always"}))
+    try:
+        reader = live.services.store.create_key_sync("export-reader", "default", Role.READER)[1]
+        url = f"{live.project_url}/traces/export"
+        query = {"conversation_id": "conv_none"}
+        assert httpx.get(url, params=query).status_code == 401
+        r = httpx.get(url, params=query, headers={"Authorization": f"Bearer {reader}"})
+        assert r.status_code == 404, r.text  # let through, and told the conversation is unknown
+    finally:
+        live.stop()
