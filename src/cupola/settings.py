@@ -226,6 +226,12 @@ class ServerSettings(_Section):
     access_log: bool = True
     """Log one line per request (method, path, status, milliseconds, request id) to the
     ``cupola.access`` logger at INFO."""
+    log_format: Literal["text", "json"] = "text"
+    """How ``cupola serve`` writes its log lines (``--log-format`` overrides): ``text``,
+    ``LEVEL logger: message request_id=... trace_id=...``, or ``json``, one JSON object
+    per line with ``time``, ``level``, ``logger``, ``message``, ``request_id`` and
+    ``trace_id`` (and ``method``, ``path``, ``status``, ``duration_ms`` on access lines).
+    Every line names the request it was written for and its trace (``-`` when none)."""
 
 
 class AuthSettings(_Section):

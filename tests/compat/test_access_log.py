@@ -163,7 +163,20 @@ def test_the_record_is_a_complete_log_record() -> None:
     started = time.perf_counter()
     (fast,) = _captured(lambda: log_request("GET", "/v1/models", 200, started, "req_1"))
     (slow,) = _captured(lambda: logging.getLogger("cupola.access").info("x"))
-    assert set(vars(fast)) == set(vars(slow))
+    # and the line's fields, for structured formats (issue 9)
+    assert set(vars(fast)) == set(vars(slow)) | {
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "request_id",
+    }
+    assert (fast.method, fast.path, fast.status, fast.request_id) == (
+        "GET",
+        "/v1/models",
+        200,
+        "req_1",
+    )
     assert (fast.process, fast.thread, fast.levelname) == (slow.process, slow.thread, "INFO")
     assert abs(fast.created - time.time()) < 5 and 0 <= fast.msecs < 1000
     assert abs(fast.relativeCreated - slow.relativeCreated) < 5000
@@ -197,3 +210,4 @@ def test_another_record_factory_is_still_used() -> None:
         logging.setLogRecordFactory(previous)
     assert record.trace_id == "trace-1"
     assert secret not in record.getMessage() and "/x/*** 404" in record.getMessage()
+    assert record.path == "/x/***"

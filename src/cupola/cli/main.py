@@ -7,7 +7,17 @@ import sys
 import click
 
 from cupola import __version__
-from cupola.cli import agents, chat, connections, deployments, diff, keys, serve, toolboxes
+from cupola.cli import (
+    agents,
+    chat,
+    connections,
+    deployments,
+    diff,
+    export,
+    keys,
+    serve,
+    toolboxes,
+)
 from cupola.exceptions import CupolaError
 
 
@@ -25,6 +35,7 @@ keys.register(cli)
 connections.register(cli)
 toolboxes.register(cli)
 diff.register(cli)
+export.register(cli)
 
 
 def main() -> None:

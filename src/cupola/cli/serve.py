@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 import yaml
@@ -81,6 +82,14 @@ def apply_files(services: Services, files: tuple[Path, ...]) -> list[str]:
     return asyncio.run(_apply_all(services, files))
 
 
+def _announcer(log_format: str) -> Callable[[str], None]:
+    """How ``serve`` tells what it did: a plain line, or a log record when the log is JSON
+    (so every line of the output is a JSON object)."""
+    if log_format == "json":
+        return logging.getLogger("cupola.serve").info
+    return click.echo
+
+
 def register(cli: click.Group) -> None:
     @cli.command()
     @click.option("--force", is_flag=True, help="Overwrite an existing cupola.yaml.")
@@ -115,6 +124,12 @@ def register(cli: click.Group) -> None:
     @click.option("--tls-key", type=click.Path(exists=True), help="Private key for --tls-cert.")
     @click.option("--log-level", default="info", show_default=True)
     @click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default=None,
+        help="text, or one JSON object per line (default: server.log_format, text).",
+    )
+    @click.option(
         "--access-log/--no-access-log",
         default=None,
         help="One line per request on the cupola.access logger (default: server.access_log, on).",
@@ -127,12 +142,14 @@ def register(cli: click.Group) -> None:
         tls_cert: str | None,
         tls_key: str | None,
         log_level: str,
+        log_format: Literal["text", "json"] | None,
         access_log: bool | None,
     ) -> None:
         """Serve the Foundry and OpenAI APIs."""
         import uvicorn
 
         from cupola.server.app import build_services, create_app
+        from cupola.server.logs import configure_logging
 
         settings = load_settings(config)
         if host:
@@ -141,17 +158,21 @@ def register(cli: click.Group) -> None:
             settings.server.port = port
         if access_log is not None:
             settings.server.access_log = access_log
+        if log_format is not None:
+            settings.server.log_format = log_format
         if bool(tls_cert) != bool(tls_key):
             raise click.ClickException("--tls-cert and --tls-key go together")
-        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        # one handler for every logger, uvicorn's too: each line names its request and trace
+        configure_logging(log_level, settings.server.log_format)
         services = build_services(settings)
         services.models.build_all()
         services.store.migrate()
+        say = _announcer(settings.server.log_format)
         for line in apply_files(services, apply):
-            click.echo(line)
+            say(line)
         app = create_app(settings, services)
         scheme = "https" if tls_cert else "http"
-        click.echo(
+        say(
             f"cupola serving project {settings.project!r} at "
             f"{scheme}://{settings.server.host}:{settings.server.port}/api/projects/{settings.project}"
         )
@@ -162,6 +183,7 @@ def register(cli: click.Group) -> None:
             host=settings.server.host,
             port=settings.server.port,
             log_level=log_level,
+            log_config=None,  # uvicorn's records reach the handler above, in the same format
             access_log=False,  # cupola's own access log (server.access_log) replaces it
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,

@@ -87,6 +87,7 @@ ROLES: dict[tuple[str, str], Role] = {
     # traces of runs (cupola.telemetry)
     ("GET", "/traces"): R,
     ("GET", "/traces/{trace_id}"): R,
+    ("GET", "/traces/export"): R,
     # run metrics, Prometheus text format (/metrics at the root too)
     ("GET", "/metrics"): R,
     # deployments (read only: cupola.yaml declares them)

@@ -12,6 +12,10 @@ stays exactly as for every other record: the line is redacted with the registrie
 its own record factory (to add trace ids, say) the record is made by that factory as usual.
 ``path`` is the URL path without its query string (ASGI keeps them apart), so a key passed
 as a query parameter never reaches the line.
+
+The record also carries the line's fields as attributes (``method``, ``path``, ``status``,
+``duration_ms``, ``request_id``), redacted as the line is, for structured formats
+(:class:`cupola.server.logs.JsonFormatter` writes them as keys).
 """
 
 from __future__ import annotations
@@ -48,12 +52,22 @@ def log_request(method: str, path: str, status: int, started: float, request_id:
     """Log one request; ``started`` is its :func:`time.perf_counter` at arrival."""
     if not access_log.isEnabledFor(_INFO):
         return
-    elapsed = (time.perf_counter() - started) * 1000
+    elapsed = round((time.perf_counter() - started) * 1000, 1)
     line = f"{method} {path} {status} {elapsed:.1f}ms {request_id}"
+    clean = redact_logged(line)
+    if clean != line:  # a registered secret in the path or the client's request id
+        method, path = redact_logged(method), redact_logged(path)
+        request_id = redact_logged(request_id)
     if plain_log_records():
-        record = _record(redact_logged(line))
+        record = _record(clean)
     else:
         record = access_log.makeRecord(access_log.name, _INFO, _SOURCE, 0, line, (), None, _FUNC)
+    fields = record.__dict__
+    fields["method"] = method
+    fields["path"] = path
+    fields["status"] = status
+    fields["duration_ms"] = elapsed
+    fields["request_id"] = request_id
     access_log.handle(record)
 
 

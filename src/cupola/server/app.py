@@ -34,6 +34,7 @@ from cupola.server.routes import (
     containers,
     conversations,
     deployments,
+    export,
     files,
     labels,
     meta,
@@ -128,6 +129,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Any:
         *connections.routes(s),
         *toolboxes.routes(s),
         *labels.routes(s),
+        *export.routes(s),  # before /traces/{trace_id}
         *traces.routes(s),
         *metrics.routes(s),
         Route("/toolboxes/{name}/mcp", mcp_api(toolbox_mcp), methods=["GET", "POST", "DELETE"]),

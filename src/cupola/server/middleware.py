@@ -19,6 +19,7 @@ import orjson
 from cupola.domain import ApiKey
 from cupola.server.access_log import access_log_enabled, log_request
 from cupola.server.errors import error_body
+from cupola.server.logs import reset_request_id, set_request_id
 from cupola.settings import is_loopback_host
 from cupola.store.keys import digest
 
@@ -113,7 +114,8 @@ async def send_error(
 
 
 class RequestContext:
-    """Tags every response with ``x-request-id``; refuses cross-site requests (403) and,
+    """Tags every response with ``x-request-id`` (and every log record made while serving it,
+    see :mod:`cupola.server.logs`); refuses cross-site requests (403) and,
     when keys are required, requests without a valid one (401), in the OpenAI error shape.
 
     A request carrying ``Origin`` is served only when the origin is in ``cors_origins``
@@ -212,12 +214,14 @@ class RequestContext:
                 status = message["status"]
             await send(message)
 
+        request_text = request_id.decode("latin-1")
+        token = set_request_id(request_text)  # every record made meanwhile names it
         try:
             await self._serve(scope, receive, send_with_id, seen, extra)
         finally:
             if logged:
-                method, path = scope["method"], scope["path"]
-                log_request(method, path, status, started, request_id.decode("latin-1"))
+                log_request(scope["method"], scope["path"], status, started, request_text)
+            reset_request_id(token)
 
     async def _serve(
         self,

@@ -106,6 +106,11 @@ class Store(Protocol):
 
     async def get_response(self, project: str, response_id: str) -> StoredResponse: ...
 
+    async def list_conversation_responses(
+        self, project: str, conversation_id: str, *, limit: int = 1000
+    ) -> list[StoredResponse]:
+        """A conversation's stored responses, oldest first."""
+
     async def delete_response(self, project: str, response_id: str) -> None: ...
 
     async def load_context(

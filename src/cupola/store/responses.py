@@ -11,7 +11,7 @@ from cupola.domain.records import Item
 from cupola.exceptions import NotFound
 from cupola.store.base import SqlBase
 from cupola.store.conversations import append_items, conversation_row, history
-from cupola.store.tables import responses
+from cupola.store.tables import conversation_items, responses
 
 MAX_CHAIN = 10_000
 _INSERT = responses.insert()  # built once: the hot path skips statement construction
@@ -69,6 +69,40 @@ class ResponseStore(SqlBase):
         def run(conn: sa.Connection) -> StoredResponse:
             row = _response_row(conn, project, response_id)
             return StoredResponse(body=row.body, input_items=row.input_items)
+
+        return await self._read(run)
+
+    async def list_conversation_responses(
+        self, project: str, conversation_id: str, *, limit: int = 1000
+    ) -> list[StoredResponse]:
+        """The stored responses of a conversation, oldest first (at most ``limit``); raises
+        :class:`NotFound` when the conversation does not exist."""
+
+        def run(conn: sa.Connection) -> list[StoredResponse]:
+            conversation_row(conn, project, conversation_id)
+            found = conn.execute(
+                sa.select(responses.c.body, responses.c.input_items, responses.c.created_at)
+                .where(
+                    responses.c.project == project,
+                    responses.c.conversation_id == conversation_id,
+                )
+                .order_by(responses.c.created_at, responses.c.id)
+                .limit(limit)
+            )
+            rows = list(found)
+            # created_at is in seconds: turns of one second are ordered by where their
+            # output items sit in the conversation
+            items = sa.select(conversation_items.c.id, conversation_items.c.seq).where(
+                conversation_items.c.conversation_id == conversation_id
+            )
+            seq: dict[str, int] = {r.id: r.seq for r in conn.execute(items)}
+
+            def place(row: Any) -> tuple[int, int]:
+                ids = [i.get("id") for i in row.body.get("output") or [] if isinstance(i, dict)]
+                return row.created_at, min((seq[i] for i in ids if i in seq), default=1 << 62)
+
+            rows.sort(key=place)
+            return [StoredResponse(body=r.body, input_items=r.input_items) for r in rows]
 
         return await self._read(run)
 
