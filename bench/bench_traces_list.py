@@ -7,9 +7,10 @@ run as the exporter writes them, through a bulk path (``executemany`` on SQLite,
 PostgreSQL, indexes built afterwards), shaped like real runs: one ``invoke_agent`` span, two
 ``chat`` spans and one ``execute_tool`` span per run, over 20 agents of 3 versions, 50,000
 conversations, 30 days, 3% of runs failed and 0.2% cancelled. Then times, through
-:class:`~cupola.store.traces.TraceStore` (what the traces routes call), the list unfiltered and with each filter, a deep page, one trace's spans and
-the trace of a response: the median and worst of ``--repeat`` calls each (target: under
-300 ms, issue 9). Results go to ``bench/results/traces_list.json``.
+:class:`~cupola.store.traces.TraceStore` (what the traces routes call), the list
+unfiltered and with each filter, a deep page, one trace's spans and the trace of a response:
+the median and worst of ``--repeat`` calls each (target: under 300 ms, issue 9).
+Results go to ``bench/results/traces_list.json``.
 """
 
 from __future__ import annotations
