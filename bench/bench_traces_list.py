@@ -2,8 +2,8 @@
 reads over a large span store.
 
 Fills a fresh database (SQLite in a temporary directory, and PostgreSQL when ``--postgres``
-names a server: a scratch database is created and dropped) with ``--spans`` spans, a row per
-run as the exporter writes them, through a bulk path (``executemany`` on SQLite, ``COPY`` on
+names a server: a scratch database is created and dropped) with ``--spans`` spans (a row each,
+as the exporter writes them) through a bulk path (``executemany`` on SQLite, ``COPY`` on
 PostgreSQL, indexes built afterwards), shaped like real runs: one ``invoke_agent`` span, two
 ``chat`` spans and one ``execute_tool`` span per run, over 20 agents of 3 versions, 50,000
 conversations, 30 days, 3% of runs failed and 0.2% cancelled. Then times, through
@@ -32,7 +32,7 @@ import orjson
 import sqlalchemy as sa
 
 from cupola.store import SqlStore
-from cupola.store.traces import _ROW_COLUMNS, RunFilter, SpanRecord, _run_row
+from cupola.store.traces import _COLUMNS, RunFilter, SpanRecord, _row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROJECT = "default"
@@ -148,13 +148,13 @@ def without_indexes(store: SqlStore, fill: Callable[[Any], None]) -> None:
 
 
 def fill_sqlite(store: SqlStore, total: int) -> None:
-    marks = ", ".join("?" * len(_ROW_COLUMNS))
-    sql = f"INSERT INTO spans ({', '.join(_ROW_COLUMNS)}) VALUES ({marks})"
+    marks = ", ".join("?" * len(_COLUMNS))
+    sql = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks})"
 
     def fill(cursor: Any) -> None:
         batch: list[tuple[Any, ...]] = []
         for spans in runs(total // SPANS_PER_RUN):
-            batch.append(_run_row(spans[-1], spans[:-1]))
+            batch += [_row(s) for s in spans]
             if len(batch) >= 20_000:
                 cursor.executemany(sql, batch)
                 batch = []
@@ -165,9 +165,10 @@ def fill_sqlite(store: SqlStore, total: int) -> None:
 
 def fill_postgres(store: SqlStore, total: int) -> None:
     def fill(cursor: Any) -> None:
-        with cursor.copy(f"COPY spans ({', '.join(_ROW_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY spans ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for spans in runs(total // SPANS_PER_RUN):
-                copy.write_row(_run_row(spans[-1], spans[:-1]))
+                for span in spans:
+                    copy.write_row(_row(span))
 
     without_indexes(store, fill)
 

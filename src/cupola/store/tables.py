@@ -205,11 +205,9 @@ vector_store_file_batches = sa.Table(
 RUN_SPAN = sa.text("operation = 'invoke_agent'")
 """The condition of the partial indexes on ``spans``."""
 
-# Trace spans (cupola.telemetry): one row per run, written when the run ends. The run's span
-# (operation ``invoke_agent``, the trace's local root) fills the columns the traces list
-# filters on; ``children`` holds the run's other spans (JSON objects with the same fields).
-# A span whose run never ends up stored (dropped, or a root that is not a run) is a row of its
-# own. ``seq`` orders and pages the list (written at the end, so ``seq`` follows end time).
+# Trace spans (cupola.telemetry): one row per finished span. The run's span (operation
+# ``invoke_agent``) carries the columns the traces list filters on; ``seq`` orders and pages
+# the list (a span is written once, when it ends, so ``seq`` follows end time).
 spans = sa.Table(
     "spans",
     metadata,
@@ -237,10 +235,9 @@ spans = sa.Table(
     sa.Column("agent_version", sa.String(32), nullable=True),
     sa.Column("attributes", Json, nullable=False),
     sa.Column("events", Json, nullable=False),
-    sa.Column("children", Json, nullable=False),
-    sa.Index("ix_spans_trace", "trace_id"),
-    # Partial: only runs are listed and filtered, so rows of other roots cost no entry in
-    # these (queries must spell the condition out as a literal).
+    sa.UniqueConstraint("trace_id", "span_id", name="uq_spans_trace_span"),
+    # Partial: only runs' spans are listed and filtered, so model and tool spans (most
+    # rows) cost no entry in these (queries must spell the condition out as a literal).
     sa.Index("ix_spans_runs", "project", "seq", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
     sa.Index(
         "ix_spans_agent",

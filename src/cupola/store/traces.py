@@ -1,6 +1,5 @@
 """Trace spans: written in batches by the telemetry exporter (off the request path), read by
-the traces API, purged by age. A row holds a run: its root span's columns (what the traces
-list filters on) and its other spans in the ``children`` JSON column."""
+the traces API, purged by age."""
 
 from __future__ import annotations
 
@@ -72,9 +71,7 @@ class RunFilter:
 
 
 _COLUMNS = SpanRecord.__slots__
-_JSON_COLUMNS = ("attributes", "events", "children")
-_ROW_COLUMNS = (*_COLUMNS, "children")
-"""A row: the local root span's columns, and ``children``, its descendants as JSON."""
+_JSON_COLUMNS = ("attributes", "events")
 
 
 def _json(value: Any) -> str:
@@ -82,32 +79,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode().replace("\\u0000", "\\ufffd")
 
 
-def _run_row(root: SpanRecord, children: Sequence[SpanRecord]) -> tuple[Any, ...]:
-    """One stored row: a local root span (a run's, mostly) with its descendants packed in one
-    JSON column (a row per run costs the exporter a quarter of a row per span)."""
-    packed = [{name: getattr(c, name) for name in _COLUMNS} for c in children]
-    return (
-        *(
-            _json(getattr(root, name)) if name in _JSON_COLUMNS else getattr(root, name)
-            for name in _COLUMNS
-        ),
-        _json(packed),
+def _row(record: SpanRecord) -> tuple[Any, ...]:
+    return tuple(
+        _json(getattr(record, name)) if name in _JSON_COLUMNS else getattr(record, name)
+        for name in _COLUMNS
     )
-
-
-def group_runs(records: Sequence[SpanRecord]) -> list[tuple[SpanRecord, list[SpanRecord]]]:
-    """``records`` as rows: each span whose parent is not among them is a root, with every
-    span below it (at any depth) as its children."""
-    by_id = {(r.trace_id, r.span_id): r for r in records}
-    groups: dict[tuple[str, str], tuple[SpanRecord, list[SpanRecord]]] = {}
-    for record in records:
-        node, hops = record, 0
-        while (node.trace_id, node.parent_id) in by_id and hops < len(by_id):  # no cycles
-            node, hops = by_id[(node.trace_id, node.parent_id)], hops + 1  # type: ignore[index]
-        group = groups.setdefault((node.trace_id, node.span_id), (node, []))
-        if node is not record:
-            group[1].append(record)
-    return list(groups.values())
 
 
 def _insert_sql(conn: sa.Connection) -> str:
@@ -116,42 +92,30 @@ def _insert_sql(conn: sa.Connection) -> str:
     postgres = conn.dialect.name == "postgresql"
     values = [
         f"CAST({mark} AS jsonb)" if postgres and name in _JSON_COLUMNS else mark
-        for name in _ROW_COLUMNS
+        for name in _COLUMNS
     ]
-    return f"INSERT INTO spans ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join(values)})"
+    return f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({', '.join(values)})"
 
 
 def _record(row: sa.Row[Any]) -> SpanRecord:
     data = row._mapping
-    return SpanRecord(**{name: data[name] for name in _COLUMNS})
-
-
-def _spans(row: sa.Row[Any]) -> list[SpanRecord]:
-    """A stored row's root span and its descendants."""
-    children = row._mapping["children"]
-    if isinstance(children, str):  # SQLite hands JSON back as text on some paths
-        children = orjson.loads(children)
-    return [_record(row), *(SpanRecord(**child) for child in children)]
+    return SpanRecord(**{name: data[name] for name in SpanRecord.__slots__})
 
 
 class TraceStore(SqlBase):
     def insert_spans_sync(self, records: Sequence[SpanRecord]) -> None:
-        """Store finished spans: a row per local root with its descendants among
-        ``records`` (:func:`group_runs`)."""
-        self.insert_runs_sync(group_runs(records))
-
-    def insert_runs_sync(self, runs: Sequence[tuple[SpanRecord, Sequence[SpanRecord]]]) -> None:
-        """Store (root span, its descendants) rows in one transaction (SQLite's writer lock
-        is taken, so this never races the batching writer), by one driver-level
-        ``executemany`` with the JSON columns encoded by orjson."""
-        if not runs:
+        """Store finished spans (one transaction; SQLite's writer lock is taken, so this
+        never races the batching writer). One driver-level ``executemany`` with the JSON
+        columns encoded by orjson: a span row costs a few microseconds, not SQLAlchemy's
+        per-row parameter processing."""
+        if not records:
             return
-        rows = [_run_row(root, children) for root, children in runs]
+        rows = [_row(r) for r in records]
         self.write_sync(lambda conn: conn.exec_driver_sql(_insert_sql(conn), rows))
 
     def purge_spans_sync(self, before_ns: int) -> int:
-        """Delete runs (each with its spans) that ended before ``before_ns``, a chunk per
-        transaction; returns how many rows were deleted."""
+        """Delete spans that ended before ``before_ns``, a chunk per transaction; returns how
+        many were deleted."""
         total = 0
         while True:
 
@@ -205,7 +169,7 @@ class TraceStore(SqlBase):
                 .where(spans.c.trace_id == trace_id, spans.c.project == project)
                 .order_by(spans.c.start_ns, spans.c.seq)
             )
-            return sorted((span for row in rows for span in _spans(row)), key=lambda s: s.start_ns)
+            return [_record(r) for r in rows]
 
         found = await self._read(run)
         if not found:

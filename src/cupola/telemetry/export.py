@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,76 +67,22 @@ def span_record(span: ReadableSpan, default_project: str) -> SpanRecord:
     )
 
 
-ORPHAN_AFTER_NS = 600 * 10**9
-"""A span whose local root has not ended this long after it did is stored on its own (its
-root was dropped, or the run is very long): pending spans never grow without bound."""
-
-
 class StoreSpanExporter(SpanExporter):
-    """Stores each run as one row when its root span ends: the spans that end before it (its
-    model calls, tool calls ...) wait here, in memory, until then, so a run costs one row
-    and one index entry per index rather than one per span. Each batch is written in one
-    transaction (through the store's write path: on SQLite it takes the single-writer lock
-    the batching writer uses, so the two never race)."""
+    """Inserts each batch of finished spans into the ``spans`` table in one transaction
+    (through the store's write path: on SQLite it takes the single-writer lock the batching
+    writer uses, so the two never race)."""
 
     def __init__(self, store: TraceStore, default_project: str) -> None:
         self.store = store
         self.default_project = default_project
-        self._pending: dict[str, list[SpanRecord]] = {}
-        """Finished spans by trace id, waiting for their local root."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        runs: list[tuple[SpanRecord, list[SpanRecord]]] = []
-        for span in spans:
-            record = span_record(span, self.default_project)
-            if span.parent is not None and not span.parent.is_remote:
-                self._pending.setdefault(record.trace_id, []).append(record)
-            else:
-                runs.append((record, self._descendants(record)))
-        runs += self._orphans(time.time_ns() - ORPHAN_AFTER_NS)
-        return self._write(runs)
-
-    def _descendants(self, root: SpanRecord) -> list[SpanRecord]:
-        """Take ``root``'s waiting descendants (a span ends before its parent, so walking
-        the waiting spans newest first meets a parent before its children)."""
-        waiting = self._pending.pop(root.trace_id, [])
-        ids = {root.span_id}
-        taken: list[SpanRecord] = []
-        rest: list[SpanRecord] = []
-        for record in reversed(waiting):
-            if record.parent_id in ids:
-                ids.add(record.span_id)
-                taken.append(record)
-            else:
-                rest.append(record)
-        if rest:  # another run of the same (continued) trace is still going
-            self._pending[root.trace_id] = rest[::-1]
-        taken.reverse()
-        return taken
-
-    def _orphans(self, before_ns: int) -> list[tuple[SpanRecord, list[SpanRecord]]]:
-        """Waiting spans that ended before ``before_ns``, each as a row of its own."""
-        out: list[tuple[SpanRecord, list[SpanRecord]]] = []
-        for trace_id in list(self._pending):
-            waiting = self._pending[trace_id]
-            keep = [r for r in waiting if r.end_ns >= before_ns]
-            out += [(r, []) for r in waiting if r.end_ns < before_ns]
-            if keep:
-                self._pending[trace_id] = keep
-            else:
-                del self._pending[trace_id]
-        return out
-
-    def _write(self, runs: list[tuple[SpanRecord, list[SpanRecord]]]) -> SpanExportResult:
         try:
-            self.store.insert_runs_sync(runs)
+            self.store.insert_spans_sync([span_record(s, self.default_project) for s in spans])
         except Exception:  # the database refused the batch: these spans are lost, say so
-            count = sum(1 + len(children) for _, children in runs)
-            log.exception("could not store %d spans", count)
+            log.exception("could not store %d spans", len(spans))
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        """Store the spans still waiting for a root, each on its own (the store is closed by
-        its owner, after this)."""
-        self._write(self._orphans(2**63))
+        """Nothing to release: the store is closed by its owner."""
