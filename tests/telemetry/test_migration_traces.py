@@ -15,6 +15,7 @@ from alembic.config import Config
 
 from cupola.store import SqlStore
 from cupola.store.engine import MIGRATIONS, create_engine
+from cupola.store.tables import spans
 from cupola.store.traces import RunFilter, SpanRecord
 from live_server import postgres_database
 
@@ -74,6 +75,11 @@ async def test_upgrade_adds_spans_and_downgrade_removes_them(url: str) -> None:
             attributes={"gen_ai.usage.input_tokens": 3, "cupola.request.tools": ["a", "b"]},
             events=[{"name": "cupola.retry", "time_ns": 15, "attributes": {}}],
         )
+        # the migration builds the same indexes as the metadata the store is written against
+        # (each traces-list filter and the page cursor has one: bench/bench_traces_list.py)
+        indexes = {i["name"] for i in sa.inspect(store.engine).get_indexes("spans")}
+        assert {i.name for i in spans.indexes} <= indexes
+        assert {"ix_spans_outcome", "ix_spans_start", "ix_spans_run_id"} <= indexes
         store.insert_spans_sync([span])
         assert await store.get_trace("default", "ab" * 16) == [span]
         page = await store.list_runs("default", RunFilter(response_id="resp_old"))

@@ -247,6 +247,18 @@ spans = sa.Table(
         sqlite_where=RUN_SPAN,
         postgresql_where=RUN_SPAN,
     ),
+    sa.Index(
+        "ix_spans_outcome",
+        "project",
+        "outcome",
+        "seq",
+        sqlite_where=RUN_SPAN,
+        postgresql_where=RUN_SPAN,
+    ),
+    sa.Index(
+        "ix_spans_start", "project", "start_ns", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN
+    ),
+    sa.Index("ix_spans_run_id", "span_id", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
     sa.Index("ix_spans_response", "response_id", sqlite_where=RUN_SPAN, postgresql_where=RUN_SPAN),
     sa.Index(
         "ix_spans_conversation",
