@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -14,14 +15,32 @@ from live_server import LiveServer
 BAD_TOOL = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": 5}}
 
 
-def table_counts(server: LiveServer) -> dict[str, int]:
-    if server.services.telemetry is not None:  # spans of earlier runs are written late
-        server.services.telemetry.force_flush()
+def _counts(server: LiveServer) -> dict[str, int]:
     with server.services.store.engine.connect() as conn:
         return {
             t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in metadata.sorted_tables
         }
+
+
+def table_counts(server: LiveServer) -> dict[str, int]:
+    """Row counts of every table, once the spans of earlier runs have been written: they
+    are written in batches, and a flush can return while a batch is still in flight, so
+    the counts are read until they hold still for a moment (at most 5 s)."""
+    telemetry = server.services.telemetry
+    if telemetry is None:
+        return _counts(server)
+    telemetry.force_flush()
+    counts = _counts(server)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        telemetry.force_flush()
+        again = _counts(server)
+        if again == counts:
+            break
+        counts = again
+    return counts
 
 
 @pytest.fixture
