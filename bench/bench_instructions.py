@@ -69,7 +69,7 @@ def _callgrind(switch: str) -> None:
     subprocess.run(["callgrind_control", "-i", switch, str(os.getpid())], capture_output=True)
 
 
-async def _worker(requests: int, access_log: bool) -> None:
+async def _worker(requests: int, access_log: bool, tracing: bool) -> None:
     """Runs under valgrind: warm up, then count ``requests`` stored POSTs."""
     data = tempfile.mkdtemp(prefix="bench-instr-")
     log = (Path(data) / "server.log").open("a")
@@ -77,13 +77,14 @@ async def _worker(requests: int, access_log: bool) -> None:
     from cupola.server.app import build_services, create_app
     from cupola.settings import Settings
 
-    settings = Settings.model_validate(
-        {
-            "data_dir": data,
-            "database_url": f"sqlite:///{data}/db.sqlite",
-            "deployments": [{"name": "echo", "provider": "scripted", "mode": "echo"}],
-        }
-    )
+    config: dict[str, Any] = {
+        "data_dir": data,
+        "database_url": f"sqlite:///{data}/db.sqlite",
+        "deployments": [{"name": "echo", "provider": "scripted", "mode": "echo"}],
+    }
+    if "telemetry" in Settings.model_fields:  # trees before tracing have none
+        config["telemetry"] = {"enabled": tracing}
+    settings = Settings.model_validate(config)
     if hasattr(settings.server, "access_log"):  # trees before issue 8 have none
         settings.server.access_log = access_log
     services = build_services(settings)
@@ -108,7 +109,9 @@ async def _worker(requests: int, access_log: bool) -> None:
     shutil.rmtree(data, ignore_errors=True)
 
 
-def _start(src: str, requests: int, access_log: bool, out: Path) -> subprocess.Popen[str]:
+def _start(
+    src: str, requests: int, access_log: bool, tracing: bool, out: Path
+) -> subprocess.Popen[str]:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -121,6 +124,7 @@ def _start(src: str, requests: int, access_log: bool, out: Path) -> subprocess.P
         "--requests",
         str(requests),
         *(["--access-log"] if access_log else []),
+        *(["--tracing"] if tracing else []),
     ]
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{HERE}"}
     return subprocess.Popen(command, env=env, cwd=HERE, stderr=subprocess.PIPE, text=True)
@@ -139,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--access-log", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="leave tracing (telemetry.enabled) on in this tree; off by default, so both "
+        "trees do the same work (the baseline has no tracing)",
+    )
     args = parser.parse_args(argv)
     if args.worker:
-        asyncio.run(_worker(args.requests, args.access_log))
+        asyncio.run(_worker(args.requests, args.access_log, args.tracing))
         return 0
     if not args.baseline:
         parser.error("--baseline is required")
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="bench-instr-") as tmp:
         procs = [
-            (name, _start(src, args.requests, log, Path(tmp) / f"{i}.out"))
+            (name, _start(src, args.requests, log, args.tracing, Path(tmp) / f"{i}.out"))
             for i, (name, src, log) in enumerate(variants)
         ]
         counts = {}
@@ -164,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             _out, err = proc.communicate()
             counts[name] = _collected(err) / args.requests
     base = counts["baseline"]
-    print(f"instructions per stored POST /v1/responses ({args.requests} requests each):")
+    tracing = "on" if args.tracing else "off"
+    print(
+        f"instructions per stored POST /v1/responses ({args.requests} requests each, "
+        f"tracing {tracing}):"
+    )
     for name, count in counts.items():
         print(f"  {name:<15} {count / 1e6:7.3f} M  ({count / base:5.3f} of the baseline)")
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from cupola.domain.records import Item
 from cupola.exceptions import UserError
@@ -88,10 +87,11 @@ _METHODS = (
 
 class Hooks:
     """An app's hooks, as the runtime calls them: in order, each guarded (see the module
-    doc; the guard is written out in each method, as a wrapping coroutine per call would
-    cost more than a no-op hook). Only the hooks that override a method are called for it,
-    so a method no hook uses costs the run nothing; the ``*_used`` flags let the loop skip
-    building its arguments."""
+    doc: :class:`RunStopped` ends the run, any other exception is logged and ignored, as a
+    hook is plugin code whose bug must not fail the run; the guard is written out in each
+    method, as a wrapping coroutine per call would cost more than a no-op hook). Only the
+    hooks that override a method are called for it, so a method no hook uses costs the run
+    nothing; the ``*_used`` flags let the loop skip building its arguments."""
 
     def __init__(self, hooks: Sequence[RunHooks] = ()) -> None:
         self.hooks = tuple(hooks)
@@ -108,47 +108,65 @@ class Hooks:
         self._tool_end = by["on_tool_end"]
         self._item = by["on_item"]
         self._run_end = by["on_run_end"]
+        self.run_start_used = bool(self._run_start)
         self.model_used = bool(self._model_start or self._model_end)
         self.tool_used = bool(self._tool_start or self._tool_end)
         self.item_used = bool(self._item)
         self.run_end_used = bool(self._run_end)
 
-    @staticmethod
-    async def _each(hooks: tuple[RunHooks, ...], method: str, *args: Any) -> None:
-        """Call ``method`` of each hook in order: :class:`RunStopped` ends the run, any
-        other exception is logged and ignored (a hook is plugin code: its bug must not fail
-        the run)."""
-        for hook in hooks:
+    async def run_start(self, run: RunInfo) -> None:
+        for hook in self._run_start:
             try:
-                await getattr(hook, method)(*args)
+                await hook.on_run_start(run)
             except RunStopped:
                 raise
             except Exception:  # plugin code, logged with its traceback by _failed
-                _failed(hook, method)
-
-    async def run_start(self, run: RunInfo) -> None:
-        if self._run_start:
-            await self._each(self._run_start, "on_run_start", run)
+                _failed(hook, "on_run_start")
 
     async def model_start(self, call: ModelCall) -> None:
-        if self._model_start:
-            await self._each(self._model_start, "on_model_start", call)
+        for hook in self._model_start:
+            try:
+                await hook.on_model_start(call)
+            except RunStopped:
+                raise
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, "on_model_start")
 
     async def model_end(self, call: ModelCall, end: ModelEnd) -> None:
-        if self._model_end:
-            await self._each(self._model_end, "on_model_end", call, end)
+        for hook in self._model_end:
+            try:
+                await hook.on_model_end(call, end)
+            except RunStopped:
+                raise
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, "on_model_end")
 
     async def tool_start(self, tool: ToolRun) -> None:
-        if self._tool_start:
-            await self._each(self._tool_start, "on_tool_start", tool)
+        for hook in self._tool_start:
+            try:
+                await hook.on_tool_start(tool)
+            except RunStopped:
+                raise
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, "on_tool_start")
 
     async def tool_end(self, tool: ToolRun, item: Item) -> None:
-        if self._tool_end:
-            await self._each(self._tool_end, "on_tool_end", tool, item)
+        for hook in self._tool_end:
+            try:
+                await hook.on_tool_end(tool, item)
+            except RunStopped:
+                raise
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, "on_tool_end")
 
     async def item(self, run: RunInfo, item: Item) -> None:
-        if self._item:
-            await self._each(self._item, "on_item", run, item)
+        for hook in self._item:
+            try:
+                await hook.on_item(run, item)
+            except RunStopped:
+                raise
+            except Exception:  # plugin code, logged with its traceback by _failed
+                _failed(hook, "on_item")
 
     async def run_end(self, run: RunInfo, end: RunEnd) -> None:
         for hook in self._run_end:

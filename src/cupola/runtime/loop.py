@@ -24,9 +24,6 @@ from cupola.models.base import (
     CallReport,
     ChatMessage,
     Finish,
-    Model,
-    ModelEvent,
-    ModelRequest,
     TextDelta,
     ToolCall,
     ToolCallDelta,
@@ -46,58 +43,62 @@ class ItemTooLarge(CupolaError):
     """A generated item grew past ``server.max_item_bytes``; the response ends incomplete."""
 
 
-class ItemCap(Model):
-    """Wraps a model and stops its reply when one item it is writing (the text of a message,
-    the arguments of a call) grows past ``limit`` bytes. A NUL character in the reply (which
-    no store can hold) becomes U+FFFD."""
+def _utf8_size(text: str) -> int:
+    """The bytes ``text`` takes in UTF-8 (a lone surrogate counted as the 3 it would take)."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
-    def __init__(self, inner: Model, limit: int) -> None:
-        self.inner = inner
-        self.name = inner.name
+
+class ItemCap:
+    """Counts the bytes of the item a model reply is writing (the text of a message, the
+    arguments of each call) and stops the reply when one grows past ``limit`` bytes; a NUL
+    character in the reply (which no store can hold) becomes U+FFFD. One per model call:
+    the loop passes it each fragment before it uses it. ASCII fragments (``str.isascii``
+    is a flag lookup) are counted by their length, without encoding them."""
+
+    __slots__ = ("_calls", "_text", "limit")
+
+    def __init__(self, limit: int) -> None:
         self.limit = limit
+        self._text = 0  # bytes of the message being written
+        self._calls: dict[int, int] = {}  # bytes of each call's arguments
 
-    def check(self, request: ModelRequest) -> None:
-        self.inner.check(request)
+    def text(self, event: TextDelta) -> TextDelta:
+        """Count a text fragment; raise :class:`ItemTooLarge` past the cap."""
+        text = event.text
+        if NUL in text:
+            text = text.replace(NUL, "\ufffd")
+            event = TextDelta(text)
+        self._text += len(text) if text.isascii() else _utf8_size(text)
+        if self._text > self.limit:
+            raise self._too_large()
+        return event
 
-    async def count_tokens(self, request: ModelRequest) -> int | None:
-        return await self.inner.count_tokens(request)
+    def call(self, event: ToolCallDelta) -> ToolCallDelta:
+        """Count a call's fragment; raise :class:`ItemTooLarge` past the cap."""
+        arguments = event.arguments
+        if NUL in arguments:  # (JSON would carry it escaped; raw, it is junk)
+            arguments = arguments.replace(NUL, "\ufffd")
+            event = replace(event, arguments=arguments)
+        self._text = 0  # a call closes the message; text after it is a new one
+        size = len(arguments) if arguments.isascii() else _utf8_size(arguments)
+        size += self._calls.get(event.index, 0)
+        self._calls[event.index] = size
+        if size > self.limit:
+            raise self._too_large()
+        return event
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        text = 0  # bytes of the message being written
-        calls: dict[int, int] = {}  # bytes of each call's arguments
-        stream = self.inner.stream(request)
-        try:
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    if NUL in event.text:
-                        event = replace(event, text=event.text.replace(NUL, "\ufffd"))
-                    text += len(event.text.encode())
-                    size = text
-                elif isinstance(event, ToolCallDelta):
-                    if NUL in event.arguments:  # (JSON would carry it escaped; raw, it is junk)
-                        event = replace(event, arguments=event.arguments.replace(NUL, "\ufffd"))
-                    text = 0  # a call closes the message; text after it is a new one
-                    size = calls[event.index] = calls.get(event.index, 0) + len(
-                        event.arguments.encode()
-                    )
-                else:
-                    size = 0
-                if size > self.limit:
-                    raise ItemTooLarge(
-                        f"an output item grew past server.max_item_bytes ({self.limit} bytes)",
-                        code="max_item_bytes",
-                    )
-                yield event
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+    def _too_large(self) -> ItemTooLarge:
+        return ItemTooLarge(
+            f"an output item grew past server.max_item_bytes ({self.limit} bytes)",
+            code="max_item_bytes",
+        )
 
 
 def cap_items(p: Prepared, limit: int | None) -> None:
-    """Wrap the run's model in :class:`ItemCap` (once), when there is a cap."""
-    if limit is not None and not isinstance(p.model, ItemCap):
-        p.model = ItemCap(p.model, limit)
+    """Cap the size of the items the run's model writes (:class:`ItemCap`), when there is
+    a cap."""
+    if limit is not None:
+        p.item_limit = limit
 
 
 def run_info(p: Prepared, api: Api) -> RunInfo:
@@ -266,7 +267,9 @@ class AgentLoop:
             self._told += 1
             await self.hooks.item(self.info, item)
 
-    async def _model_turn(self, finish: list[Finish], index: int) -> AsyncIterator[RunEvent]:
+    async def _model_turn(  # noqa: C901 (the hot path, written out: a call per fragment costs)
+        self, finish: list[Finish], index: int
+    ) -> AsyncIterator[RunEvent]:
         base = self.p.model_request
         request = replace(
             base,
@@ -278,21 +281,32 @@ class AgentLoop:
         call = ModelCall(self.info, index, request, started) if self.hooks.model_used else None
         if call is not None:
             await self.hooks.model_start(call)
+        limit = self.p.item_limit
+        cap = ItemCap(limit) if limit is not None else None
+        stream = self.p.model.stream(request)
         try:
-            async for step in self.p.model.stream(request):
-                if isinstance(step, Finish):
-                    finish.append(step)
-                    continue
-                if first is None:
-                    first = time.perf_counter()
-                    if not self.clock:
-                        self.clock.append(first)
-                if isinstance(step, TextDelta):
-                    self.output.text(step)
-                else:
-                    self.output.tool_call(step, server=self.offered.owns(step.name))
-                for event in self.output.log.drain():
-                    yield event
+            try:
+                async for step in stream:
+                    if isinstance(step, Finish):
+                        finish.append(step)
+                        continue
+                    if first is None:
+                        first = time.perf_counter()
+                        if not self.clock:
+                            self.clock.append(first)
+                    if isinstance(step, TextDelta):
+                        self.output.text(step if cap is None else cap.text(step))
+                    else:
+                        if cap is not None:
+                            step = cap.call(step)
+                        self.output.tool_call(step, server=self.offered.owns(step.name))
+                    for event in self.output.log.drain():
+                        yield event
+            except BaseException:
+                close = getattr(stream, "aclose", None)  # a reply stopped early: end it now
+                if close is not None:
+                    await close()
+                raise
             if not finish:
                 raise ProviderError(
                     f"model {self.p.model.name!r} ended its reply without finishing"

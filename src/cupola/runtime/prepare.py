@@ -52,6 +52,9 @@ class Prepared:
     namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Served name -> (namespace, name) of the functions of namespace tools: how a call the
     model makes is named in its ``function_call`` item."""
+    item_limit: int | None = None
+    """``server.max_item_bytes``: the loop ends the run ``incomplete`` when an item the
+    model writes grows past it (runtime/loop.py ``ItemCap``)."""
 
     def use_options(self, options: ModelOptions) -> None:
         """Apply the parameters only Chat Completions and Messages clients send."""
@@ -182,6 +185,25 @@ def _with_warnings(metadata: dict[str, str], omitted: list[str]) -> dict[str, st
     return {**metadata, **extra}
 
 
+def _tools(agent_tools: Any, request_tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The run's tools (the agent's, then the request's) and the types left out: tools of a
+    type this server has no provider for are left out (tools/hosted.py); a request's own
+    tools never start a process; names must stay unique once namespaces are flattened."""
+    tools, omitted = split_unserved(normalize_tools(agent_tools, "agent.tools"))
+    taken = {tool_key(t) for t in tools}
+    requested, left_out = split_unserved(normalize_tools(request_tools))
+    refuse_request_commands(requested)  # a request never starts a process
+    for tool in requested:
+        if tool_key(tool) in taken:
+            raise UserError(
+                f"tool {tool_key(tool)!r} is already defined by the agent", param="tools"
+            )
+        tools.append(tool)
+    omitted += [kind for kind in left_out if kind not in omitted]
+    check_served_names(tools)
+    return tools, omitted
+
+
 class Preparer:
     """Resolves agent, deployment and history; validates everything the request names."""
 
@@ -233,19 +255,12 @@ class Preparer:
         model = self._model(agent, req)
         definition = agent.definition if agent is not None else {}
 
-        # tools of a type this server has no provider for are left out (tools/hosted.py)
-        tools, omitted = split_unserved(normalize_tools(definition.get("tools"), "agent.tools"))
-        taken = {tool_key(t) for t in tools}
-        requested, left_out = split_unserved(normalize_tools(req.tools))
-        refuse_request_commands(requested)  # a request never starts a process
-        for tool in requested:
-            if tool_key(tool) in taken:
-                raise UserError(
-                    f"tool {tool_key(tool)!r} is already defined by the agent", param="tools"
-                )
-            tools.append(tool)
-        omitted += [kind for kind in left_out if kind not in omitted]
-        check_served_names(tools)
+        agent_tools = definition.get("tools")
+        if agent_tools is None and req.tools is None:
+            tools: list[dict[str, Any]] = []  # nothing to normalize, refuse or rename
+            omitted: list[str] = []
+        else:
+            tools, omitted = _tools(agent_tools, req.tools)
         choice = req.tool_choice if req.tool_choice is not None else definition.get("tool_choice")
         check_forced(choice, tools, omitted)
         tool_choice = check_tool_choice(choice, tools)
@@ -345,5 +360,5 @@ class Preparer:
             server_tools=[t for t in tools if t["type"] not in ("function", "namespace")],
             approved=approved,
             history=history,
-            namespaced=namespace_map(tools),
+            namespaced=namespace_map(tools) if tools else {},
         )

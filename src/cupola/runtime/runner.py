@@ -169,7 +169,8 @@ class Runner:
         error: Exception | None = None
         failure: ErrorInfo | None = None
         try:
-            await self.hooks.run_start(info)
+            if self.hooks.run_start_used:
+                await self.hooks.run_start(info)
             async for event in loop.run():
                 yield event
             self._finish(body, loop)

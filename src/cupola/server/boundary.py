@@ -22,11 +22,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("cupola.server")
 
 
-def _url_has_nul(scope: Scope) -> bool:
-    query: bytes = scope.get("query_string", b"")
-    return "\x00" in scope["path"] or (b"%00" in query or b"\x00" in query)
-
-
 class ErrorBoundary:
     """Pure-ASGI middleware between Starlette's outermost error middleware and its
     exception handlers.
@@ -44,7 +39,8 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _url_has_nul(scope):
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in scope["path"] or (query and (b"%00" in query or b"\x00" in query)):
             response = error_response(
                 400,
                 "the URL may not contain the NUL character (%00)",

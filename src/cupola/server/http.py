@@ -39,15 +39,36 @@ def _check_json_media_type(content_type: str | None) -> None:
     )
 
 
+def _length_and_type(request: Request) -> tuple[str | None, str | None]:
+    """The Content-Length and Content-Type headers, read from the raw scope in one pass
+    (the first of each, as Starlette's ``Headers.get`` gives)."""
+    length: bytes | None = None
+    kind: bytes | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            if length is None:
+                length = value
+        elif name == b"content-type" and kind is None:
+            kind = value
+    return (
+        None if length is None else length.decode("latin-1"),
+        None if kind is None else kind.decode("latin-1"),
+    )
+
+
 async def read_json(request: Request) -> Any:
     """The request body as JSON, refusing bodies over the configured size with 413 and
     bodies not sent as ``application/json`` with 415."""
     limit: int = request.app.state.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > 0:
-        _check_json_media_type(request.headers.get("content-type"))  # before reading it
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+    declared, content_type = _length_and_type(request)
+    checked = False
+    if declared is not None and declared.isdigit():
+        size = int(declared)
+        if size > 0:
+            _check_json_media_type(content_type)  # before reading it
+            checked = True
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -55,10 +76,11 @@ async def read_json(request: Request) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if not raw or raw.isspace():
         return {}
-    _check_json_media_type(request.headers.get("content-type"))
+    if not checked:
+        _check_json_media_type(content_type)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
