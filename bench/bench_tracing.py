@@ -15,11 +15,10 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from bench.http_load import build_request, run_load
+from bench.http_load import side_by_side
 from bench.server import CupolaServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,37 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         EnvServer("capture on", {**store, "CUPOLA_TELEMETRY__CAPTURE_CONTENT": "true"}),
     ]
     levels = [int(x) for x in args.levels.split(",")]
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     try:
         for server in servers:
             server.start()
-        for round_ in range(args.rounds):
-            for level in levels:
-                order = servers[round_ % 3 :] + servers[: round_ % 3]
-                for server in order:
-                    request = build_request(
-                        "POST",
-                        "/v1/responses",
-                        {"model": "echo", "input": PROMPT},
-                        port=server.port,
-                    )
-                    result = run_load(
-                        server.port,
-                        request,
-                        label=server.name,
-                        concurrency=level,
-                        duration=args.duration,
-                        warmup=args.warmup,
-                        server_pid=server.pid,
-                    )
-                    assert result.errors == 0, result.error_samples
-                    runs.setdefault((server.name, level), []).append(result.as_dict())
-                    print(
-                        f"round {round_ + 1} c={level:<3} {server.name:<12} "
-                        f"{result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                        f"p99 {result.p99_ms:6.2f} ms",
-                        flush=True,
-                    )
+        runs = side_by_side(
+            servers,
+            levels,
+            args.rounds,
+            duration=args.duration,
+            warmup=args.warmup,
+            body={"model": "echo", "input": PROMPT},
+        )
     finally:
         for server in servers:
             server.cleanup()

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -459,3 +459,44 @@ def run_stream(
         end_p50_ms=round(percentile(out["ends"], 50), 3),
         error_samples=tally.error_samples,
     )
+
+
+def side_by_side(
+    servers: Sequence[Any],
+    levels: list[int],
+    rounds: int,
+    *,
+    duration: float,
+    warmup: float,
+    path: str = "/v1/responses",
+    body: dict[str, Any] | None = None,
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Load every started server (``name``, ``port``, ``pid``) with the same POST, level by
+    level for ``rounds`` rounds, rotating which goes first each round so that no server is
+    always measured on the warmest (or the busiest) machine. Returns each (name, level)'s
+    results in round order."""
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    width = max(len(server.name) for server in servers)
+    for round_ in range(rounds):
+        for level in levels:
+            shift = round_ % len(servers)
+            for server in [*servers[shift:], *servers[:shift]]:
+                request = build_request("POST", path, body or {}, port=server.port)
+                result = run_load(
+                    server.port,
+                    request,
+                    label=server.name,
+                    concurrency=level,
+                    duration=duration,
+                    warmup=warmup,
+                    server_pid=server.pid,
+                )
+                assert result.errors == 0, result.error_samples
+                runs.setdefault((server.name, level), []).append(result.as_dict())
+                print(
+                    f"round {round_ + 1} c={level:<3} {server.name:<{width}} "
+                    f"{result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                    f"p99 {result.p99_ms:6.2f} ms",
+                    flush=True,
+                )
+    return runs
