@@ -3,7 +3,8 @@
 SQLite has a single writer. Rather than letting many threads queue on its lock (each switch
 costs kernel time and the GIL), one thread takes every write that is waiting, runs each in its
 own savepoint of one transaction, commits once, and then wakes the callers. A write that
-fails rolls back its savepoint only: the others in the batch still commit.
+fails rolls back its savepoint only: the others in the batch still commit. A batch of one
+(an idle server) needs no savepoint: its failure rolls the transaction back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 MAX_BATCH = 128
 
@@ -97,7 +98,10 @@ class BatchWriter:
         try:
             with self.lock, self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-                with conn.begin():
+                with conn.begin() as transaction:
+                    if len(batch) == 1:  # alone in the transaction: no savepoint needed
+                        self._alone(transaction, conn, batch[0])
+                        return
                     for job in batch:
                         savepoint = conn.begin_nested()
                         try:
@@ -110,3 +114,13 @@ class BatchWriter:
         except Exception as exc:  # the commit itself failed: nobody's write is stored
             for job in batch:
                 job.error = job.error or exc
+
+    @staticmethod
+    def _alone(transaction: RootTransaction, conn: Connection, job: _Job) -> None:
+        """Run the only job of a batch; on failure roll the whole transaction back (what
+        its savepoint would have undone: two statements fewer per write when idle)."""
+        try:
+            job.result = job.fn(conn, *job.args)
+        except Exception as exc:  # handed back, raised in the caller's task
+            transaction.rollback()
+            job.error = exc
