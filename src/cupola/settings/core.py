@@ -14,20 +14,19 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from cupola.exceptions import ConfigError
+from cupola.settings.mcp import McpServerConfig
+from cupola.settings.section import Section as _Section
+from cupola.settings.telemetry import TelemetrySettings, otlp_from_env
 
 CONFIG_FILE = "cupola.yaml"
 ENV_PREFIX = "CUPOLA_"
@@ -35,10 +34,6 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _LABEL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ORIGIN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ScriptStep(_Section):
@@ -266,112 +261,6 @@ class ToolSettings(_Section):
     """Larger tool responses are cut to this size and marked truncated."""
 
 
-class McpToolFilter(_Section):
-    """Which of a server's tools a rule matches (both conditions, when both are given)."""
-
-    tool_names: list[str] | None = None
-    """Tools by name, as the server lists them."""
-    read_only: bool | None = None
-    """Tools by their ``readOnlyHint`` annotation."""
-
-
-class McpApprovalPolicy(_Section):
-    """Per-tool approval: a tool ``always`` matches waits for the client, one ``never``
-    matches runs; any other tool waits unless only ``always`` is given."""
-
-    always: McpToolFilter | None = None
-    never: McpToolFilter | None = None
-
-
-class McpServerConfig(_Section):
-    """An MCP server declared by the operator, used by name: a request, an agent or a toolbox
-    names it with ``{"type": "mcp", "server_label": NAME}`` and cannot change where it runs.
-
-    Either a local server spoken to over stdio (``command``, with ``args``, ``env``, ``cwd``)
-    or a remote one over streamable HTTP (``url``, with ``headers``, ``authorization`` or a
-    project ``connection``). The shape follows the ``mcpServers`` entries of Claude Code,
-    Codex and VS Code, so an existing entry can be pasted in."""
-
-    type: Literal["stdio", "http", "streamable_http", "streamable-http"] | None = None
-    """Optional, as in Claude Code's and VS Code's files: ``stdio`` needs ``command``,
-    ``http`` needs ``url``. Inferred from which of the two is given."""
-    command: str | list[str] | None = None
-    """The program that serves MCP over stdio (``python`` means the server's own
-    interpreter). A list is the program followed by its first arguments."""
-    args: list[str] = Field(default_factory=list)
-    """The program's arguments (after those of a list ``command``)."""
-    env: dict[str, SecretStr] = Field(default_factory=dict)
-    """Environment variables for the process, on top of a minimal safe environment (``PATH``,
-    ``HOME``, ...: the server's own variables are not passed on). Values are secrets: write
-    ``${GITHUB_TOKEN}`` rather than a literal; they never appear in a response or a log."""
-    cwd: Path | None = None
-    """The process's working directory; relative to cupola.yaml, which is also the
-    default."""
-    url: str | None = None
-    """The server's streamable-HTTP endpoint. It still passes ``tools.allowed_hosts`` (and
-    ``tools.allow_loopback`` for this machine)."""
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """HTTP headers sent with every request to ``url`` (secrets, like ``env``)."""
-    authorization: SecretStr | None = None
-    """A bearer token for ``url``, sent as ``Authorization: Bearer ...``."""
-    connection: str | None = None
-    """A project connection (``cupola connections``) whose credential becomes headers."""
-    description: str | None = None
-    """What the server is for (echoed as ``server_description``)."""
-    allowed_tools: list[str] | McpToolFilter | None = None
-    """The tools the model may see and call (all when unset). A request may narrow this
-    list, never widen it."""
-    require_approval: Literal["always", "never"] | McpApprovalPolicy = "always"
-    """Whether a call waits for the client's ``mcp_approval_response``. A request may ask for
-    approval where this says ``never``, not the other way round."""
-    startup_timeout_seconds: float | None = Field(default=None, gt=0)
-    """How long starting (or connecting to) the server may take; default
-    ``tools.timeout_seconds``. Raise it for servers that install themselves on first start
-    (``npx -y ...``, ``uvx ...``)."""
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    """How long one tool call may take; default ``tools.timeout_seconds``."""
-    enabled: bool = True
-    """``false`` keeps the declaration but refuses requests that name it."""
-
-    @field_validator("command")
-    @classmethod
-    def _valid_command(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and (not value or not all(value)):
-            raise ValueError("command must be a non-empty list of non-empty strings")
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("command must not be empty")
-        return value
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> McpServerConfig:
-        stdio = self.command is not None
-        if stdio == (self.url is not None):
-            raise ValueError("an MCP server needs exactly one of command (stdio) or url (http)")
-        if self.type is not None and (self.type == "stdio") != stdio:
-            need = "command" if self.type == "stdio" else "url"
-            raise ValueError(f"type {self.type} needs {need}")
-        if stdio:
-            for key in ("headers", "authorization", "connection"):
-                if getattr(self, key):
-                    raise ValueError(f"{key} applies to url only, not to command")
-        else:
-            for key in ("args", "env", "cwd"):
-                if getattr(self, key):
-                    raise ValueError(f"{key} applies to command only, not to url")
-            parts = urlsplit(self.url or "")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("url must be an http(s) URL")
-        return self
-
-    @property
-    def argv(self) -> list[str] | None:
-        """The command line (program, then arguments) of a stdio server, else None."""
-        if self.command is None:
-            return None
-        head = [self.command] if isinstance(self.command, str) else list(self.command)
-        return [*head, *self.args]
-
-
 class CodeInterpreterSettings(_Section):
     """Limits of the ``code_interpreter`` tool's Python processes."""
 
@@ -385,62 +274,6 @@ class CodeInterpreterSettings(_Section):
     unsafe_without_sandbox: bool = False
     """UNSAFE. When bubblewrap is missing or cannot run here, run snippets unsandboxed (as the
     server's user, seeing its files, environment and network) instead of refusing them."""
-
-
-class TelemetrySettings(_Section):
-    """Traces of every run (OpenTelemetry, GenAI semantic conventions): kept in cupola's own
-    store and, when an endpoint is set, exported over OTLP (docs/observability.md)."""
-
-    enabled: bool = True
-    """Trace every run: an ``invoke_agent`` span, a ``chat`` span per model call, an
-    ``execute_tool`` span per server-side tool call."""
-    capture_content: bool = False
-    """Also record message content, tool arguments and tool results in spans (the
-    conventions' opt-in). Connection secrets are redacted from spans either way."""
-    store: bool = True
-    """Keep spans in cupola's database, for the traces API (``/traces``)."""
-    retention_days: float = Field(default=14.0, ge=0)
-    """Stored spans older than this are deleted (checked at start-up and hourly); ``0`` keeps
-    them forever."""
-    export_delay_seconds: float = Field(default=1.0, gt=0, le=60)
-    """Finished spans are written (and exported) in batches at most this long after they end,
-    off the request path."""
-    otlp_endpoint: str | None = None
-    """An OTLP collector to export spans to as well (Jaeger, Tempo, an OpenTelemetry
-    Collector, Azure Monitor's, Langfuse's, Phoenix's ...): ``http://host:4317`` for gRPC, the
-    base URL ``http://host:4318`` for HTTP (``/v1/traces`` is appended unless the URL ends with
-    it). Unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else ``OTEL_EXPORTER_OTLP_ENDPOINT``;
-    neither set: no export."""
-    otlp_protocol: Literal["grpc", "http/protobuf"] | None = None
-    """How to reach the collector. Unset: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``, else
-    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``http/protobuf``."""
-    otlp_headers: dict[str, str] = Field(default_factory=dict)
-    """Headers sent with every export (a collector's API key: write ``${VAR}``). Empty: the
-    SDK reads ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS`` (as it
-    reads the other ``OTEL_EXPORTER_OTLP_*`` variables: certificate, timeout, compression)."""
-
-    @property
-    def otlp_http_url(self) -> str | None:
-        """The full URL the HTTP exporter posts to."""
-        if not self.otlp_endpoint:
-            return None
-        url = self.otlp_endpoint.rstrip("/")
-        return url if url.endswith("/v1/traces") else url + "/v1/traces"
-
-
-def otlp_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The ``telemetry`` fields the standard OTLP variables give (the traces-specific ones
-    first), for fields cupola.yaml leaves unset."""
-    found: dict[str, str] = {}
-    for field, names in (
-        ("otlp_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")),
-        ("otlp_protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")),
-    ):
-        for name in names:
-            if env.get(name):
-                found[field] = env[name].strip()
-                break
-    return found
 
 
 def _default_deployments() -> list[DeploymentConfig]:
